@@ -1,0 +1,176 @@
+"""One frozen configuration, resolved once from CLI flags (and ``POSE2PERSON_*`` env).
+
+Each component receives only its own section. No torch, no I/O beyond resolving paths.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import ConfigError
+
+DEFAULT_OSC_PORT = 9400
+DEFAULT_HTTP_PORT = 9401
+DEFAULT_MAX_PIXELS = 7680 * 4320  # 8K UHD; bigger frames are refused
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+def default_allow_root() -> Path:
+    """``<system temp>/pose2person``: the one place path frames may live unless told otherwise."""
+    return Path(tempfile.gettempdir()) / "pose2person"
+
+
+@dataclass(frozen=True)
+class OscConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_OSC_PORT  # UDP and TCP share the number; 0 = pick a free one
+    tcp: bool = True
+    max_packet_bytes: int = 65536  # larger TCP packets are refused; UDP cannot exceed 65507 anyway
+    max_clients: int = 256  # per-client state beyond this evicts the least recently seen
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_HTTP_PORT  # 0 = pick a free one (logged)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    allow_roots: tuple[Path, ...] = ()
+    allow_clients: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # empty = everyone
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_file_bytes: int = 256 * 1024 * 1024  # an image file bigger than this is refused unread
+
+    def client_allowed(self, host: str) -> bool:
+        """True when no --allow-client list is set or ``host`` is inside one of its networks."""
+        if not self.allow_clients:
+            return True
+        try:
+            addr = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr.version == net.version and addr in net for net in self.allow_clients)
+
+
+@dataclass(frozen=True)
+class ShmConfig:
+    directory: Path = Path()
+    slots: int = 3
+    max_channels: int = 64
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    enabled: bool = True
+    interfaces: tuple[str, ...] = ()  # empty = derived from the OSC host
+    instance_name: str = ""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    model: str = "passthrough"
+
+
+@dataclass(frozen=True)
+class Config:
+    osc: OscConfig = field(default_factory=OscConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    shm: ShmConfig = field(default_factory=ShmConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    log_level: LogLevel = "info"
+
+
+def default_instance_name() -> str:
+    """Stable across restarts: the host name is in it, nothing random."""
+    host = socket.gethostname().split(".")[0] or "localhost"
+    return f"pose2person on {host}"
+
+
+def _check_port(name: str, port: int) -> int:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{name} must be 0..65535, not {port}")
+    return port
+
+
+def _check_host(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ConfigError(f"--host must be an IP address (or localhost), not {host!r}") from None
+        host = "127.0.0.1"
+    return host
+
+
+def resolve(
+    *,
+    host: str = "127.0.0.1",
+    osc_port: int = DEFAULT_OSC_PORT,
+    http_port: int = DEFAULT_HTTP_PORT,
+    no_http: bool = False,
+    no_tcp: bool = False,
+    model: str = "passthrough",
+    allow_roots: list[str] | None = None,
+    allow_clients: list[str] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    shm_dir: str | None = None,
+    no_zeroconf: bool = False,
+    zeroconf_interfaces: list[str] | None = None,
+    instance_name: str | None = None,
+    log_level: str = "info",
+) -> Config:
+    """Validate raw option values and build the frozen :class:`Config`. Creates missing roots."""
+    from .shm import default_shm_dir  # numpy-only module; kept lazy so config imports instantly
+
+    host = _check_host(host)
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    if max_pixels <= 0:
+        raise ConfigError("--max-pixels must be positive")
+    roots: list[Path] = []
+    for raw in allow_roots or [str(default_allow_root())]:
+        root = Path(raw).expanduser()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--allow-root {raw}: cannot create it ({exc.strerror})") from None
+        roots.append(root.resolve())
+    networks = []
+    for cidr in allow_clients or []:
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise ConfigError(f"--allow-client {cidr!r} is not an address or CIDR network") from None
+    shm_directory = Path(shm_dir).expanduser() if shm_dir else default_shm_dir()
+    if not shm_directory.is_dir():
+        raise ConfigError(f"--shm-dir {shm_directory} is not a directory")
+    interfaces = tuple(zeroconf_interfaces or ())
+    for iface in interfaces:
+        try:
+            ipaddress.ip_address(iface)
+        except ValueError:
+            raise ConfigError(f"--zeroconf-interface {iface!r} is not an IP address") from None
+    return Config(
+        osc=OscConfig(host=host, port=_check_port("--osc-port", osc_port), tcp=not no_tcp),
+        http=HttpConfig(host=host, port=_check_port("--http-port", http_port), enabled=not no_http),
+        security=SecurityConfig(allow_roots=tuple(roots), allow_clients=tuple(networks), max_pixels=max_pixels),
+        shm=ShmConfig(directory=shm_directory.resolve()),
+        discovery=DiscoveryConfig(
+            enabled=not no_zeroconf, interfaces=interfaces,
+            instance_name=instance_name or os.environ.get("POSE2PERSON_NAME") or default_instance_name(),
+        ),
+        pipeline=PipelineConfig(model=model),
+        log_level=log_level,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,121 @@
+"""The wire contract: OSC addresses, their argument signatures, replies and error codes.
+
+This table is the single source for the dispatcher (:mod:`bridge.control`), the OSCQuery
+namespace (:mod:`bridge.transports.http`) and docs/PROTOCOL.md. No torch, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PREFIX = "/pose2person"
+PROTOCOL_VERSION = 1
+
+# Replies sent by the bridge.
+PONG = f"{PREFIX}/pong"
+ERROR = f"{PREFIX}/error"
+REGISTERED = f"{PREFIX}/registered"
+FRAME_DONE = f"{PREFIX}/frame/done"
+FRAME_READY = f"{PREFIX}/frame/ready"
+FRAME_DROPPED = f"{PREFIX}/frame/dropped"
+SHM_OPENED = f"{PREFIX}/shm/opened"
+SHM_CLOSED = f"{PREFIX}/shm/closed"
+MODEL_CHANGED = f"{PREFIX}/model/changed"
+MODELS_LIST = f"{PREFIX}/models/list"
+STATUS_REPLY = f"{PREFIX}/status/reply"
+
+# Frame ids are int32 on the wire. Pure Data floats are float32, so Pd patches should
+# keep ids below 2**24 (integers above it lose precision).
+NO_FRAME_ID = -1
+PD_SAFE_FRAME_ID_LIMIT = 2**24
+
+#: Stable error codes sent in ``/pose2person/error i frame_id s code s message``.
+ERROR_CODES: dict[str, str] = {
+    "malformed_packet": "the packet is not valid OSC 1.0 (truncated, bad padding, bad bundle)",
+    "unsupported_type": "an argument type other than i f s b was sent",
+    "unknown_address": "no such address under /pose2person/",
+    "bad_arguments": "wrong number or types of arguments for the address",
+    "packet_too_large": "an OSC packet over the size limit (TCP stream framing)",
+    "path_not_allowed": "a file path outside the --allow-root roots (after resolving symlinks and '..')",
+    "file_not_found": "the input file does not exist or is not a regular file",
+    "image_decode_failed": "the input file is not a readable image (corrupt, truncated, unknown format)",
+    "image_too_large": "the image or shm frame has more pixels than --max-pixels",
+    "bad_dimensions": "zero, negative or otherwise impossible width/height",
+    "write_failed": "the output file could not be written",
+    "unknown_model": "no model of that name",
+    "model_failed": "the model raised an error on this frame",
+    "shm_bad_format": "an unsupported shared-memory pixel format",
+    "shm_bad_channel": "an invalid shared-memory channel name",
+    "shm_unknown_channel": "a frame for a channel that was never opened",
+    "shm_bad_header": "the channel file's header is not a valid pose2person header",
+    "shm_torn": "the frame changed while it was read (writer died or overran the ring)",
+    "shm_frame_missing": "no slot of the channel holds that frame id",
+    "too_many_channels": "the shared-memory channel limit is reached",
+    "internal": "an unexpected error in the bridge (see its log)",
+}
+
+
+@dataclass(frozen=True)
+class Address:
+    """One documented OSC address: how clients call it and what it answers."""
+
+    path: str
+    signatures: tuple[str, ...]  # accepted type tag strings ("" = no arguments)
+    description: str
+    reply: str = ""
+    access: int = 2  # OSCQuery ACCESS: 0 none, 1 read, 2 write, 3 read/write
+    extended_type: tuple[str, ...] = ()
+    value: tuple[Any, ...] | None = None
+    range: tuple[dict[str, Any], ...] | None = None
+    arg_names: tuple[str, ...] = field(default=())
+
+
+ADDRESSES: tuple[Address, ...] = (
+    Address(f"{PREFIX}/ping", ("", "i"), "Liveness check; answers /pose2person/pong with the same token.",
+            reply="/pose2person/pong [i token]", arg_names=("token",)),
+    Address(f"{PREFIX}/register", ("i",),
+            "Send later replies for this sender (host and source port) to its host at reply_port.",
+            reply="/pose2person/registered i reply_port", arg_names=("reply_port",),
+            range=({"MIN": 1, "MAX": 65535},)),
+    Address(f"{PREFIX}/register/host", ("i",),
+            "Default reply port for every unregistered sender on this host (for tools such as"
+            " liblo's oscsend that send each message from a new port).",
+            reply="/pose2person/registered i reply_port", arg_names=("reply_port",),
+            range=({"MIN": 1, "MAX": 65535},)),
+    Address(f"{PREFIX}/frame/path", ("s", "ss", "si", "ssi"),
+            "Process the image file input_path and write the result atomically to output_path"
+            " (default: <stem>.pose2person.png beside the input).",
+            reply="/pose2person/frame/done i frame_id s output_path i width i height f latency_ms",
+            extended_type=("filepath", "filepath", ""), arg_names=("input_path", "output_path", "frame_id")),
+    Address(f"{PREFIX}/frame/shm", ("si",),
+            "A new frame with this id is in the client's shared-memory channel.",
+            reply="/pose2person/frame/ready s channel i frame_id f latency_ms", arg_names=("channel", "frame_id")),
+    Address(f"{PREFIX}/shm/open", ("siis", "siisi"),
+            "Open (or re-open) a shared-memory channel: width, height, format (BGRA8, RGBA8, RGB8,"
+            " BGR8, RGBAF32) and optional origin (0 top-left, 1 bottom-left).",
+            reply="/pose2person/shm/opened s channel s input_file s output_file i width i height s format i slots",
+            arg_names=("channel", "width", "height", "format", "origin"),
+            range=(None, {"MIN": 1, "MAX": 16384}, {"MIN": 1, "MAX": 16384},
+                   {"VALS": ["BGRA8", "RGBA8", "RGB8", "BGR8", "RGBAF32"]}, {"VALS": [0, 1]})),
+    Address(f"{PREFIX}/shm/close", ("s",), "Close a shared-memory channel and delete its files.",
+            reply="/pose2person/shm/closed s channel", arg_names=("channel",)),
+    Address(f"{PREFIX}/model", ("s", ""), "Switch the model (no argument: ask which one is active).",
+            reply="/pose2person/model/changed s name", access=3, arg_names=("name",)),
+    Address(f"{PREFIX}/models", ("",), "List the available model names.",
+            reply="/pose2person/models/list s name...", access=1),
+    Address(f"{PREFIX}/status", ("",), "Pipeline statistics.",
+            reply="/pose2person/status/reply f fps f mean_latency_ms f p95_latency_ms i received"
+                  " i processed i dropped i errors s model", access=1),
+)
+
+ADDRESS_BY_PATH: dict[str, Address] = {a.path: a for a in ADDRESSES}
+
+#: Shared-memory pixel formats: name -> (channels, numpy dtype name, colour order).
+SHM_FORMATS: dict[str, tuple[int, str, str]] = {
+    "BGRA8": (4, "uint8", "BGRA"),
+    "RGBA8": (4, "uint8", "RGBA"),
+    "RGB8": (3, "uint8", "RGB"),
+    "BGR8": (3, "uint8", "BGR"),
+    "RGBAF32": (4, "float32", "RGBA"),
+}
