@@ -15,8 +15,8 @@ from typing import Literal
 
 from .errors import ConfigError
 
-DEFAULT_OSC_PORT = 9400
-DEFAULT_HTTP_PORT = 9401
+from .protocol import DEFAULT_HTTP_PORT, DEFAULT_OSC_PORT
+
 DEFAULT_MAX_PIXELS = 7680 * 4320  # 8K UHD; bigger frames are refused
 LogLevel = Literal["debug", "info", "warning", "error"]
 

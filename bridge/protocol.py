@@ -11,6 +11,8 @@ from typing import Any
 
 PREFIX = "/pose2person"
 PROTOCOL_VERSION = 1
+DEFAULT_OSC_PORT = 9400
+DEFAULT_HTTP_PORT = 9401
 
 # Replies sent by the bridge.
 PONG = f"{PREFIX}/pong"
@@ -44,6 +46,7 @@ ERROR_CODES: dict[str, str] = {
     "bad_dimensions": "zero, negative or otherwise impossible width/height",
     "write_failed": "the output file could not be written",
     "unknown_model": "no model of that name",
+    "model_load_failed": "the model exists but could not be loaded (the previous model stays active)",
     "model_failed": "the model raised an error on this frame",
     "shm_bad_format": "an unsupported shared-memory pixel format",
     "shm_bad_channel": "an invalid shared-memory channel name",

@@ -1,0 +1,303 @@
+"""The OSC control plane: decode packets, validate arguments, act, answer.
+
+Handlers are small synchronous functions on the event-loop thread: they check, hand
+frames to the pipeline and reply. Pixels never travel over OSC. Every refusal is
+answered with ``/pose2person/error i frame_id s code s message`` and logged (rate
+limited); nothing a client sends can stop the daemon from serving the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Hashable, Protocol
+
+from . import protocol, stages
+from .config import Config
+from .errors import ClientError, ModelLoadError
+from .jobs import PathJob, ShmJob, error_packet
+from .logutil import RateLimitedLog
+from .osc import OscArg, OscDecodeError, OscMessage, decode_packet, encode_message
+from .paths import resolve_input, resolve_output
+from .pipeline import Pipeline, model_list_packet
+from .shm import ShmError
+from .shm_channels import ChannelRegistry
+
+log = logging.getLogger(__name__)
+
+FRAME_ID_WRAP = protocol.PD_SAFE_FRAME_ID_LIMIT  # auto-assigned ids stay exact in Pd's float32
+
+
+class Peer(Protocol):
+    """One client as a transport sees it."""
+
+    key: Hashable  # identity for its mailbox: (transport, host, port)
+    host: str
+
+    def reply(self, packet: bytes) -> None:
+        """Send an encoded OSC packet to the client (loop thread only)."""
+
+
+@dataclass(frozen=True)
+class _Args:
+    values: tuple[OscArg, ...]
+    signature: str
+
+
+class Router:
+    """UDP reply routing: registered (host, port) -> reply port, plus per-host defaults.
+
+    Bounded LRU tables: a client flood cannot grow them without limit.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self._max = max_entries
+        self._by_sender: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self._by_host: OrderedDict[str, int] = OrderedDict()
+
+    @staticmethod
+    def _put(table: OrderedDict, key: object, value: int, limit: int) -> None:  # type: ignore[type-arg]
+        table.pop(key, None)
+        table[key] = value
+        while len(table) > limit:
+            table.popitem(last=False)
+
+    def register(self, host: str, port: int, reply_port: int) -> None:
+        self._put(self._by_sender, (host, port), reply_port, self._max)
+
+    def register_host(self, host: str, reply_port: int) -> None:
+        self._put(self._by_host, host, reply_port, self._max)
+
+    def destination(self, host: str, port: int) -> tuple[str, int]:
+        """Registered port of this sender, else its host's default, else the sender itself."""
+        reply_port = self._by_sender.get((host, port)) or self._by_host.get(host) or port
+        return host, reply_port
+
+
+def _coerce(args: tuple[OscArg, ...], tags: str, signatures: tuple[str, ...]) -> _Args | None:
+    """Match ``args`` against the accepted signatures.
+
+    Pd's ``[oscformat]`` and Max send numbers as ``f`` by default, so an integral float
+    is accepted where ``i`` is expected.
+    """
+    for sig in signatures:
+        if len(sig) != len(tags):
+            continue
+        out: list[OscArg] = []
+        for want, got, value in zip(sig, tags, args):
+            if want == got:
+                out.append(value)
+            elif want == "i" and got == "f" and isinstance(value, float) and value.is_integer() \
+                    and abs(value) < 2**31:
+                out.append(int(value))
+            else:
+                break
+        else:
+            return _Args(tuple(out), sig)
+    return None
+
+
+class Controller:
+    """Maps the documented OSC namespace to actions. Loop-thread only."""
+
+    def __init__(self, config: Config, pipeline: Pipeline, channels: ChannelRegistry, router: Router) -> None:
+        self._config = config
+        self._pipeline = pipeline
+        self._channels = channels
+        self._router = router
+        self._ratelog = RateLimitedLog(log)
+        self._next_frame_id = 0
+        self._clients: OrderedDict[Hashable, float] = OrderedDict()  # key -> last seen (monotonic)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.malformed_packets = 0
+        self._handlers: dict[str, Callable[[Peer, _Args], None]] = {
+            f"{protocol.PREFIX}/ping": self._ping,
+            f"{protocol.PREFIX}/register": self._register,
+            f"{protocol.PREFIX}/register/host": self._register_host,
+            f"{protocol.PREFIX}/frame/path": self._frame_path,
+            f"{protocol.PREFIX}/frame/shm": self._frame_shm,
+            f"{protocol.PREFIX}/shm/open": self._shm_open,
+            f"{protocol.PREFIX}/shm/close": self._shm_close,
+            f"{protocol.PREFIX}/model": self._model,
+            f"{protocol.PREFIX}/models": self._models,
+            f"{protocol.PREFIX}/status": self._status,
+        }
+        missing = set(protocol.ADDRESS_BY_PATH) ^ set(self._handlers)
+        assert not missing, f"protocol table and handlers disagree: {missing}"
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    # -- entry point --------------------------------------------------------------------
+    def handle_packet(self, data: bytes, peer: Peer) -> None:
+        """Decode one packet from ``peer`` and act on each message in it."""
+        if not self._config.security.client_allowed(peer.host):
+            self._ratelog.log(logging.WARNING, f"denied {peer.host}", "packet from %s refused by --allow-client",
+                              peer.host)
+            return  # no reply: answering unlisted hosts would make the bridge a reflector
+        self._touch(peer.key)
+        try:
+            messages = decode_packet(data)
+        except OscDecodeError as exc:
+            self.malformed_packets += 1
+            self._refuse(peer, ClientError(exc.code, exc.message), exc.address)
+            return
+        for message in messages:
+            try:
+                self._dispatch(message, peer)
+            except ClientError as exc:
+                self._refuse(peer, exc, message.address)
+            except Exception as exc:  # a handler bug must not take the transport down
+                log.exception("handler for %s failed", message.address)
+                self._refuse(peer, ClientError("internal", f"{type(exc).__name__}: {exc}"), message.address)
+
+    def _refuse(self, peer: Peer, exc: ClientError, address: str | None) -> None:
+        self._ratelog.log(logging.WARNING, f"{exc.code} {peer.host}", "%s from %s:%s (%s): %s", exc.code,
+                          peer.host, peer.key, address or "?", exc.message)
+        peer.reply(error_packet(exc.code, exc.message, exc.frame_id))
+
+    def _dispatch(self, message: OscMessage, peer: Peer) -> None:
+        handler = self._handlers.get(message.address)
+        spec = protocol.ADDRESS_BY_PATH.get(message.address)
+        if handler is None or spec is None:
+            raise ClientError("unknown_address", f"unknown address {message.address}; "
+                              f"see GET / on the HTTP port or docs/PROTOCOL.md")
+        args = _coerce(message.args, message.typetags, spec.signatures)
+        if args is None:
+            wanted = " or ".join(f"',{s}'" for s in spec.signatures)
+            raise ClientError("bad_arguments", f"{message.address} takes {wanted}, got ',{message.typetags}'",
+                              self._frame_id_hint(message))
+        handler(peer, args)
+
+    @staticmethod
+    def _frame_id_hint(message: OscMessage) -> int:
+        """Best-effort frame id of a malformed frame request, so the error can name it."""
+        if message.address.startswith(f"{protocol.PREFIX}/frame/") and message.args:
+            last = message.args[-1]
+            if isinstance(last, int):
+                return last
+        return protocol.NO_FRAME_ID
+
+    def _touch(self, key: Hashable) -> None:
+        self._clients.pop(key, None)
+        self._clients[key] = time.monotonic()
+        while len(self._clients) > self._config.osc.max_clients:
+            gone, _ = self._clients.popitem(last=False)
+            self._pipeline.forget_client(gone)
+
+    def forget(self, key: Hashable) -> None:
+        """A connection-based client left: drop its state and pending frame."""
+        self._clients.pop(key, None)
+        self._pipeline.forget_client(key)
+
+    def _auto_frame_id(self) -> int:
+        self._next_frame_id = (self._next_frame_id + 1) % FRAME_ID_WRAP
+        return self._next_frame_id
+
+    # -- handlers -----------------------------------------------------------------------
+    def _ping(self, peer: Peer, args: _Args) -> None:
+        peer.reply(encode_message(protocol.PONG, *args.values))
+
+    def _register(self, peer: Peer, args: _Args) -> None:
+        reply_port = self._reply_port(args)
+        host, port = peer.key[1], peer.key[2]  # type: ignore[index]
+        self._router.register(host, port, reply_port)
+        log.info("client %s:%s registered reply port %d", host, port, reply_port)
+        peer.reply(encode_message(protocol.REGISTERED, reply_port))
+
+    def _register_host(self, peer: Peer, args: _Args) -> None:
+        reply_port = self._reply_port(args)
+        self._router.register_host(peer.host, reply_port)
+        log.info("host %s registered default reply port %d", peer.host, reply_port)
+        peer.reply(encode_message(protocol.REGISTERED, reply_port))
+
+    @staticmethod
+    def _reply_port(args: _Args) -> int:
+        port = args.values[0]
+        assert isinstance(port, int)
+        if not 1 <= port <= 65535:
+            raise ClientError("bad_arguments", f"reply port must be 1..65535, not {port}")
+        return port
+
+    def _frame_path(self, peer: Peer, args: _Args) -> None:
+        received = time.perf_counter_ns()
+        input_raw = str(args.values[0])
+        output_raw = str(args.values[1]) if args.signature in ("ss", "ssi") else None
+        frame_id = int(args.values[-1]) if args.signature.endswith("i") else self._auto_frame_id()
+        roots = self._config.security.allow_roots
+        input_path = resolve_input(input_raw, roots, frame_id)
+        output_path = resolve_output(output_raw, input_path, roots, frame_id)
+        self._submit(PathJob(peer.key, frame_id, received, peer.reply, input_path=input_path,
+                             output_path=Path(output_path), security=self._config.security))
+
+    def _frame_shm(self, peer: Peer, args: _Args) -> None:
+        received = time.perf_counter_ns()
+        name, frame_id = str(args.values[0]), int(args.values[1])  # type: ignore[arg-type]
+        try:
+            channel = self._channels.get(name)
+        except ShmError as exc:
+            raise ClientError(exc.code, exc.message, frame_id) from None
+        # Mailbox per (client, channel): one client may drive several channels.
+        self._submit(ShmJob((peer.key, name), frame_id, received, peer.reply, channel=channel))
+
+    def _submit(self, job: PathJob | ShmJob) -> None:
+        overtaken = self._pipeline.submit(job)
+        if overtaken is not None:
+            overtaken.reply(encode_message(protocol.FRAME_DROPPED, overtaken.frame_id, job.frame_id))
+
+    def _shm_open(self, peer: Peer, args: _Args) -> None:
+        name, width, height, fmt = args.values[:4]
+        origin = args.values[4] if len(args.values) == 5 else 0
+        try:
+            ch = self._channels.open(str(name), int(width), int(height), str(fmt).upper(), int(origin))  # type: ignore[arg-type]
+        except ShmError as exc:
+            raise ClientError(exc.code, exc.message) from None
+        peer.reply(encode_message(protocol.SHM_OPENED, ch.name, str(ch.input_path), str(ch.output_path),
+                                  ch.layout.width, ch.layout.height, ch.layout.format, ch.layout.slots))
+
+    def _shm_close(self, peer: Peer, args: _Args) -> None:
+        name = str(args.values[0])
+        try:
+            self._channels.close(name)
+        except ShmError as exc:
+            raise ClientError(exc.code, exc.message) from None
+        peer.reply(encode_message(protocol.SHM_CLOSED, name))
+
+    def _model(self, peer: Peer, args: _Args) -> None:
+        if not args.values:
+            peer.reply(encode_message(protocol.MODEL_CHANGED, self._pipeline.model_name))
+            return
+        spec = str(args.values[0])
+        try:
+            stages.validate_name(spec)
+        except ModelLoadError as exc:
+            raise ClientError("unknown_model", str(exc)) from None
+        task = asyncio.get_running_loop().create_task(self._async_switch(peer, spec))
+        self._tasks.add(task)  # keep a reference until done (asyncio holds only weak ones)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _async_switch(self, peer: Peer, spec: str) -> None:
+        try:
+            name = await self._pipeline.async_switch_model(spec)
+        except ModelLoadError as exc:
+            self._refuse(peer, ClientError("model_load_failed", str(exc)), f"{protocol.PREFIX}/model")
+            return
+        peer.reply(encode_message(protocol.MODEL_CHANGED, name))
+
+    def _models(self, peer: Peer, args: _Args) -> None:
+        peer.reply(model_list_packet())
+
+    def _status(self, peer: Peer, args: _Args) -> None:
+        s = self._pipeline.stats.snapshot()
+        peer.reply(encode_message(protocol.STATUS_REPLY, float(s.fps), float(s.mean_latency_ms),
+                                  float(s.p95_latency_ms), s.received, s.processed, s.dropped, s.errors,
+                                  self._pipeline.model_name))
+
+    async def async_close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()

@@ -1,0 +1,91 @@
+"""Reading and writing frame files safely: size limits before decoding, atomic writes.
+
+Decoding uses OpenCV (fast, headless); PIL reads only the header to learn the size so
+a decompression bomb is refused before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ClientError
+from .pixels import format_for
+
+WRITE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# cv2 must not be a second, unbounded decoder path: cap what it accepts as well.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(2**30))
+
+
+def read_image(path: Path, *, max_pixels: int, max_bytes: int, frame_id: int) -> tuple[np.ndarray, str]:
+    """Decode an image file into ``(pixels, format)`` with format ``BGR8`` or ``BGRA8``.
+
+    Grey images become BGR; 16-bit images are scaled to 8 bits. Raises ClientError with
+    ``file_not_found``, ``image_too_large``, ``bad_dimensions`` or ``image_decode_failed``.
+    """
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ClientError("image_too_large", f"{path.name} is {size} bytes (limit {max_bytes})", frame_id)
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ClientError("file_not_found", f"no such file: {path}", frame_id) from None
+    except OSError as exc:
+        raise ClientError("file_not_found", f"cannot read {path}: {exc.strerror}", frame_id) from None
+    if not data:
+        raise ClientError("image_decode_failed", f"{path.name} is empty", frame_id)
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ClientError("image_decode_failed", f"{path.name} is not a readable image: {exc}", frame_id) from None
+    if width <= 0 or height <= 0:
+        raise ClientError("bad_dimensions", f"{path.name} is {width}x{height}", frame_id)
+    if width * height > max_pixels:
+        raise ClientError("image_too_large", f"{path.name} is {width}x{height}, over the {max_pixels}-pixel limit",
+                          frame_id)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise ClientError("image_decode_failed", f"{path.name} could not be decoded (corrupt or truncated)", frame_id)
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ClientError("image_decode_failed", f"{path.name} has unsupported sample type {image.dtype}", frame_id)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 2:  # grey + alpha
+        image = cv2.cvtColor(image[..., 0], cv2.COLOR_GRAY2BGR)
+    return image, format_for(image.shape[2], "BGR")
+
+
+def write_image_atomic(path: Path, image: np.ndarray, fmt: str, frame_id: int) -> None:
+    """Encode ``image`` (``BGR8``/``BGRA8``) by ``path``'s extension and publish it atomically.
+
+    The bytes go to a hidden temporary name in the same directory, then ``os.replace``
+    renames it, so a reader polling ``path`` sees the old file or the whole new one.
+    """
+    ext = path.suffix.lower()
+    if ext not in WRITE_EXTENSIONS:
+        raise ClientError("write_failed", f"unsupported output extension {ext!r}; use png, jpg, bmp, tif or webp",
+                          frame_id)
+    if fmt not in ("BGR8", "BGRA8"):
+        raise ClientError("internal", f"cannot encode format {fmt}", frame_id)
+    if ext in (".jpg", ".jpeg") and fmt == "BGRA8":
+        image = image[..., :3]
+    ok, encoded = cv2.imencode(ext, np.ascontiguousarray(image))
+    if not ok:
+        raise ClientError("write_failed", f"could not encode {path.name}", frame_id)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(encoded.tobytes())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ClientError("write_failed", f"cannot write {path}: {exc.strerror}", frame_id) from None

@@ -1,0 +1,128 @@
+"""Frame jobs: one unit of work for the pipeline worker, per transport.
+
+A job reads its frame, runs the stage, publishes the result and returns the encoded
+OSC reply. It runs on the worker thread and raises :class:`ClientError` for anything
+the client should hear about. Reading happens here, at processing time, so a job that
+was overtaken in its mailbox never touches a file or a shared-memory slot.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Hashable
+
+import numpy as np
+
+from . import protocol
+from .config import SecurityConfig
+from .errors import ClientError
+from .imageio import read_image, write_image_atomic
+from .osc import encode_message
+from .pixels import convert
+from .shm import ORIGIN_BOTTOM_LEFT, ShmError
+from .shm_channels import Channel
+from .stages import Stage
+
+ReplyFn = Callable[[bytes], None]
+
+
+def run_stage(stage: Stage, image: np.ndarray, fmt: str, origin: int, frame_id: int) -> np.ndarray:
+    """Run ``stage`` on ``image``, converting to and from the stage's ``input_format`` if it has one.
+
+    Order-agnostic stages (no ``input_format``) get the client's array untouched. The
+    result always has the input's shape, dtype and format.
+    """
+    wanted: str | None = getattr(stage, "input_format", None)
+    flip = origin == ORIGIN_BOTTOM_LEFT and wanted is not None
+    try:
+        if wanted is None or (wanted == fmt and not flip):
+            result = stage.process(image, fmt)
+        else:
+            result = convert(stage.process(convert(image, fmt, wanted, flip_rows=flip), wanted), wanted, fmt,
+                             flip_rows=flip)
+    except ClientError:
+        raise
+    except Exception as exc:
+        raise ClientError("model_failed", f"{stage.name}: {type(exc).__name__}: {exc}", frame_id) from exc
+    if result.shape != image.shape or result.dtype != image.dtype:
+        raise ClientError("model_failed", f"{stage.name} returned {result.shape}/{result.dtype} for "
+                          f"{image.shape}/{image.dtype}", frame_id)
+    return result
+
+
+def elapsed_ms(since_ns: int) -> float:
+    return (time.perf_counter_ns() - since_ns) / 1e6
+
+
+@dataclass
+class FrameJob:
+    """What every job carries: who asked, which frame, when it arrived, where to answer."""
+
+    client: Hashable
+    frame_id: int
+    received_ns: int  # time.perf_counter_ns() when the request arrived
+    reply: ReplyFn = field(repr=False)
+    latency_ms: float = 0.0
+
+    def run(self, stage: Stage) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass
+class PathJob(FrameJob):
+    """``/frame/path``: decode a file, run the stage, write the result atomically."""
+
+    input_path: Path = Path()
+    output_path: Path = Path()
+    security: SecurityConfig = field(default_factory=SecurityConfig, repr=False)
+
+    def run(self, stage: Stage) -> bytes:
+        image, fmt = read_image(self.input_path, max_pixels=self.security.max_pixels,
+                                max_bytes=self.security.max_file_bytes, frame_id=self.frame_id)
+        result = run_stage(stage, image, fmt, 0, self.frame_id)
+        write_image_atomic(self.output_path, result, fmt, self.frame_id)
+        self.latency_ms = elapsed_ms(self.received_ns)
+        height, width = result.shape[:2]
+        return encode_message(protocol.FRAME_DONE, self.frame_id, str(self.output_path), width, height,
+                              self.latency_ms)
+
+
+@dataclass
+class ShmJob(FrameJob):
+    """``/frame/shm``: process the slot holding ``frame_id`` in place; publish to the output ring.
+
+    The input slot is used zero-copy and validated with the seqlock *after* the result
+    is in the output slot; a torn input leaves the output slot unpublished.
+    """
+
+    channel: Channel | None = None
+
+    def run(self, stage: Stage) -> bytes:
+        assert self.channel is not None
+        ch = self.channel
+        try:
+            k, seq = ch.input.find_slot(self.frame_id)
+        except ShmError as exc:
+            raise ClientError(exc.code, exc.message, self.frame_id) from None
+        view = ch.input.view(k)
+        view.flags.writeable = False  # stages must not write into the client's slot
+        try:
+            result = run_stage(stage, view, ch.layout.format, ch.layout.origin, self.frame_id)
+            out_k, out_view = ch.output.begin_write()
+            np.copyto(out_view, result)
+        finally:
+            view.flags.writeable = True
+        intact = ch.input.still_intact(k, seq)
+        ch.output.end_write(out_k, self.frame_id, publish=intact)
+        if not intact:
+            raise ClientError("shm_torn", f"frame {self.frame_id} was overwritten while it was processed "
+                              "(the client lapped the ring or died mid-write)", self.frame_id)
+        self.latency_ms = elapsed_ms(self.received_ns)
+        return encode_message(protocol.FRAME_READY, ch.name, self.frame_id, self.latency_ms)
+
+
+def error_packet(code: str, message: str, frame_id: int = protocol.NO_FRAME_ID) -> bytes:
+    """``/pose2person/error i frame_id s code s message``; the message is cut to stay under oscP5's 1536 B."""
+    return encode_message(protocol.ERROR, frame_id, code, message[:400])

@@ -1,0 +1,59 @@
+"""Allowed-root checks for file-path frames: resolve first, then check, never the reverse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ClientError
+
+DEFAULT_OUTPUT_SUFFIX = ".pose2person.png"
+
+
+def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def resolve_input(raw: str, roots: tuple[Path, ...], frame_id: int) -> Path:
+    """Resolve ``raw`` (symlinks and ``..`` included) and require it inside a root and a regular file."""
+    if not raw or "\x00" in raw:
+        raise ClientError("bad_arguments", "empty input path", frame_id)
+    candidate = Path(raw).expanduser()
+    if not candidate.is_absolute():
+        raise ClientError("path_not_allowed", f"input path must be absolute: {raw}", frame_id)
+    try:
+        resolved = candidate.resolve(strict=False)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop on older Pythons
+        raise ClientError("path_not_allowed", f"cannot resolve {raw}: {exc}", frame_id) from None
+    if not _inside(resolved, roots):
+        raise ClientError("path_not_allowed", f"{raw} is outside the allowed roots", frame_id)
+    if not resolved.is_file():
+        raise ClientError("file_not_found", f"no such file: {raw}", frame_id)
+    return resolved
+
+
+def resolve_output(raw: str | None, input_path: Path, roots: tuple[Path, ...], frame_id: int) -> Path:
+    """The output path: ``raw`` or ``<input stem>.pose2person.png`` beside the input.
+
+    The parent directory is resolved (the file may not exist yet) and must lie inside a
+    root; an existing output that is a symlink is refused so a rename cannot be redirected.
+    """
+    if raw:
+        candidate = Path(raw).expanduser()
+        if not candidate.is_absolute():
+            raise ClientError("path_not_allowed", f"output path must be absolute: {raw}", frame_id)
+    else:
+        candidate = input_path.with_name(input_path.name.rsplit(".", 1)[0] + DEFAULT_OUTPUT_SUFFIX)
+    if candidate.name in ("", ".", ".."):
+        raise ClientError("bad_arguments", f"output path has no file name: {raw}", frame_id)
+    try:
+        parent = candidate.parent.resolve(strict=False)
+    except (OSError, RuntimeError) as exc:
+        raise ClientError("path_not_allowed", f"cannot resolve {candidate.parent}: {exc}", frame_id) from None
+    out = parent / candidate.name
+    if not _inside(out, roots) or out == parent:
+        raise ClientError("path_not_allowed", f"{candidate} is outside the allowed roots", frame_id)
+    if out.is_symlink():
+        raise ClientError("path_not_allowed", f"{candidate} is a symlink; refusing to replace it", frame_id)
+    if not parent.is_dir():
+        raise ClientError("write_failed", f"output directory does not exist: {parent}", frame_id)
+    return out

@@ -1,0 +1,201 @@
+"""The daemon's lifecycle: ``run()`` -> ``serve()`` = signals + ``startup()`` -> main loop -> ``shutdown()``.
+
+Order matters. Start-up opens the transports (so their ports are known), then loads the
+model and starts the pipeline, and advertises on zeroconf last, when everything it
+announces works. Shutdown withdraws the advertisement first, then closes the transports,
+stops the pipeline and removes the shared-memory files; the whole of it is bounded so a
+Ctrl-C finishes within 2 s. A second Ctrl-C exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from . import __version__
+from .config import Config
+from .control import Controller, Router
+from .pipeline import Pipeline
+from .shm_channels import ChannelRegistry
+from .transports.osc_tcp import OscTcpServer
+from .transports.osc_udp import OscUdpServer
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_STEP_TIMEOUT_S = 0.6  # each shutdown step; three bounded steps stay under 2 s
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Bridge:
+    """The whole daemon; ``await bridge.serve()`` embeds it (tests do), ``bridge.run()`` owns the loop."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.should_exit = False
+        self.force_exit = False
+        self.started: asyncio.Event | None = None  # created on the loop in serve()
+        self.pipeline = Pipeline(config.pipeline.model)
+        self.router = Router(config.osc.max_clients * 4)
+        self.channels: ChannelRegistry | None = None
+        self.controller: Controller | None = None
+        self.udp: OscUdpServer | None = None
+        self.tcp: OscTcpServer | None = None
+        self.http: Any = None  # OscQueryServer, imported only when HTTP is enabled
+        self.advertiser: Any = None  # Advertiser, imported only when zeroconf is enabled
+        self._exit_event: asyncio.Event | None = None
+        self.endpoints: dict[str, str] = {}
+
+    # -- public -------------------------------------------------------------------------
+    def run(self) -> None:
+        """Run until SIGINT/SIGTERM (blocking). Raises BridgeError subclasses on start-up failure."""
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        self._exit_event = asyncio.Event()
+        self.started = asyncio.Event()
+        restore = self._install_signal_handlers()
+        try:
+            try:
+                await self.startup()
+            except BaseException:
+                await self.shutdown()
+                raise
+            self.started.set()
+            await self._exit_event.wait()
+            await self.shutdown()
+        finally:
+            restore()
+
+    def request_exit(self) -> None:
+        """Ask the daemon to shut down (thread-safe via the loop when called from signals/tests)."""
+        self.should_exit = True
+        if self._exit_event is not None:
+            self._exit_event.set()
+
+    def health(self) -> dict[str, Any]:
+        """What ``GET /health`` answers: liveness, model, counters, open channels."""
+        s = self.pipeline.stats.snapshot()
+        return {
+            "status": "ok" if not self.should_exit else "stopping",
+            "version": __version__,
+            "model": self.pipeline.model_name,
+            "fps": round(s.fps, 2),
+            "mean_latency_ms": round(s.mean_latency_ms, 3),
+            "p95_latency_ms": round(s.p95_latency_ms, 3),
+            "received": s.received,
+            "processed": s.processed,
+            "dropped": s.dropped,
+            "errors": s.errors,
+            "malformed_packets": self.controller.malformed_packets if self.controller else 0,
+            "shm_channels": self.channels.names() if self.channels else [],
+            "endpoints": dict(self.endpoints),
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def startup(self) -> None:
+        cfg = self.config
+        # 1. transports
+        osc_port = await self._start_udp()
+        if cfg.osc.tcp:
+            assert self.controller is not None
+            self.tcp = OscTcpServer(cfg.osc.host, osc_port, self.controller, cfg.osc.max_packet_bytes)
+            await self.tcp.async_start()
+            self._endpoint("osc.tcp", f"osc.tcp://{_fmt_host(cfg.osc.host)}:{osc_port}")
+        http_port: int | None = None
+        if cfg.http.enabled:
+            from .transports.http import OscQueryServer  # aiohttp: loaded only when used
+
+            self.http = OscQueryServer(cfg.http, osc_host=cfg.osc.host, osc_port_fn=lambda: osc_port,
+                                       name=cfg.discovery.instance_name, status_fn=self.health,
+                                       value_fn=self._osc_value)
+            http_port = await self.http.async_start()
+            self._endpoint("http", f"http://{_fmt_host(cfg.http.host)}:{http_port}/ (OSCQuery, /health)")
+        # 2. pipeline
+        await self.pipeline.async_start()
+        # 3. discovery, last
+        if cfg.discovery.enabled:
+            from .discovery import Advertiser  # zeroconf: loaded only when used
+
+            self.advertiser = Advertiser(cfg.discovery, osc_port=osc_port, http_port=http_port,
+                                         bind_host=cfg.osc.host, version=__version__)
+            await self.advertiser.async_start()
+        for root in cfg.security.allow_roots:
+            log.info("allow-root %s", root)
+        log.info("shm directory %s", cfg.shm.directory)
+        log.info("pose2person %s ready (model %s)", __version__, self.pipeline.model_name)
+
+    async def _start_udp(self) -> int:
+        cfg = self.config
+        # Channel files are named after the OSC port, known only after binding (port 0).
+        self.channels = ChannelRegistry(cfg.shm, cfg.security, tag=str(cfg.osc.port))
+        self.controller = Controller(cfg, self.pipeline, self.channels, self.router)
+        self.udp = OscUdpServer(cfg.osc.host, cfg.osc.port, self.controller)
+        port = await self.udp.async_start()
+        self.channels.tag = str(port)
+        self._endpoint("osc.udp", f"osc.udp://{_fmt_host(cfg.osc.host)}:{port}")
+        return port
+
+    def _endpoint(self, name: str, url: str) -> None:
+        self.endpoints[name] = url
+        log.info("listening %s", url)
+
+    def _osc_value(self, path: str) -> tuple[Any, ...] | None:
+        if path.endswith("/model"):
+            return (self.pipeline.model_name,)
+        return None
+
+    async def shutdown(self) -> None:
+        log.info("shutting down")
+        if self.advertiser is not None:
+            await self._bounded(self.advertiser.async_stop(), "zeroconf withdrawal")
+        if self.http is not None:
+            await self._bounded(self.http.async_stop(), "HTTP server")
+        if self.tcp is not None:
+            await self._bounded(self.tcp.async_stop(), "OSC TCP")
+        if self.udp is not None:
+            await self.udp.async_stop()
+        if self.controller is not None:
+            await self.controller.async_close()
+        await self._bounded(self.pipeline.async_stop(), "pipeline")
+        if self.channels is not None:
+            self.channels.close_all()
+        log.info("stopped")
+
+    @staticmethod
+    async def _bounded(coro: Any, what: str) -> None:
+        try:
+            await asyncio.wait_for(coro, SHUTDOWN_STEP_TIMEOUT_S * 2 if what == "pipeline" else SHUTDOWN_STEP_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.warning("shutdown: %s did not finish in time; going on", what)
+        except Exception:
+            log.exception("shutdown: %s failed", what)
+
+    # -- signals ------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None  # embedded in a test thread: the host owns signals
+        loop = asyncio.get_running_loop()
+        for sig in HANDLED_SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+        def restore() -> None:
+            for sig in HANDLED_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+        return restore
+
+    def _on_signal(self, sig: int) -> None:
+        if self.should_exit:
+            log.warning("second %s: forcing exit", signal.Signals(sig).name)
+            logging.shutdown()
+            os._exit(130)
+        log.info("%s received: shutting down (press Ctrl-C again to force)", signal.Signals(sig).name)
+        self.request_exit()
+
+
+def _fmt_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,1 @@
+"""Network transports: OSC over UDP and TCP, HTTP (OSCQuery)."""
