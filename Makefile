@@ -1,0 +1,27 @@
+# The two quick-start commands are `make run` and `make test`; both set everything up first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-fast bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: setup  ## start the daemon on the default model (Ctrl-C stops it)
+	$(VENV)/bin/pose2person serve $(ARGS)
+
+test: setup  ## the whole test suite
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/transport.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
