@@ -32,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the bridge daemon")
     serve.add_argument("--host", default=_env("HOST", "127.0.0.1"),
                        help="address to bind OSC and HTTP to (default 127.0.0.1; 0.0.0.0 for the LAN)")
-    serve.add_argument("--osc-port", type=int, default=int(_env("OSC_PORT", str(DEFAULT_OSC_PORT))),
+    serve.add_argument("--osc-port", type=int, default=_env("OSC_PORT", str(DEFAULT_OSC_PORT)),
                        help=f"OSC UDP+TCP port (default {DEFAULT_OSC_PORT}; 0 = any free port)")
-    serve.add_argument("--http-port", type=int, default=int(_env("HTTP_PORT", str(DEFAULT_HTTP_PORT))),
+    serve.add_argument("--http-port", type=int, default=_env("HTTP_PORT", str(DEFAULT_HTTP_PORT)),
                        help=f"OSCQuery/HTTP port (default {DEFAULT_HTTP_PORT}; 0 = any free port)")
     serve.add_argument("--no-http", action="store_true", help="do not serve OSCQuery/HTTP")
     serve.add_argument("--no-tcp", action="store_true", help="do not accept OSC over TCP")

@@ -43,7 +43,9 @@ def read_image(path: Path, *, max_pixels: int, max_bytes: int, frame_id: int) ->
     try:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # PIL's own pixel cap: far over any sane limit
+        raise ClientError("image_too_large", f"{path.name} is too large: {exc}", frame_id) from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ClientError("image_decode_failed", f"{path.name} is not a readable image: {exc}", frame_id) from None
     if width <= 0 or height <= 0:
         raise ClientError("bad_dimensions", f"{path.name} is {width}x{height}", frame_id)

@@ -81,8 +81,12 @@ def encode_message(address: str, *args: OscArg) -> bytes:
             tags.append("i")
             payload.append(_INT.pack(arg))
         elif isinstance(arg, float):
+            try:
+                packed = _FLOAT.pack(arg)
+            except OverflowError:
+                raise ValueError(f"float {arg!r} does not fit OSC float32") from None
             tags.append("f")
-            payload.append(_FLOAT.pack(arg))
+            payload.append(packed)
         elif isinstance(arg, str):
             tags.append("s")
             payload.append(_encode_string(arg))
@@ -110,6 +114,8 @@ def _read_string(data: bytes, pos: int, what: str, address: str | None) -> tuple
     nxt = pos + _pad4(end - pos + 1)
     if nxt > len(data):
         raise OscDecodeError("malformed_packet", f"truncated padding after {what}", address)
+    if data[end:nxt].strip(b"\x00"):
+        raise OscDecodeError("malformed_packet", f"non-NUL padding after {what}", address)
     try:
         return data[pos:end].decode("utf-8"), nxt
     except UnicodeDecodeError:
@@ -149,6 +155,8 @@ def _decode_message(data: bytes) -> OscMessage:
             pos += 4
             if size < 0 or pos + _pad4(size) > len(data):
                 raise OscDecodeError("malformed_packet", "truncated blob", address)
+            if data[pos + size : pos + _pad4(size)].strip(b"\x00"):
+                raise OscDecodeError("malformed_packet", "non-NUL padding after blob", address)
             args.append(bytes(data[pos : pos + size]))
             pos += _pad4(size)
         else:
