@@ -57,9 +57,12 @@ class SecurityConfig:
             addr = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             return False
+        candidates = [addr]
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr.version == net.version and addr in net for net in self.allow_clients)
+            # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d: match IPv4 networks
+            # by the IPv4 address, and IPv6 networks (e.g. ::ffff:0:0/96) by the address as is.
+            candidates.append(addr.ipv4_mapped)
+        return any(a.version == net.version and a in net for a in candidates for net in self.allow_clients)
 
 
 @dataclass(frozen=True)

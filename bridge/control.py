@@ -78,6 +78,14 @@ class Router:
         return host, reply_port
 
 
+def _frame_reply(peer: Peer) -> Callable[[bytes], None]:
+    """The reply function for one frame job. Connection peers (TCP) count their frames in
+    flight through it, so a client that half-closes after its last request still gets the
+    answers before the connection is closed."""
+    track: Callable[[], Callable[[bytes], None]] | None = getattr(peer, "frame_reply", None)
+    return track() if track is not None else peer.reply
+
+
 def _coerce(args: tuple[OscArg, ...], tags: str, signatures: tuple[str, ...]) -> _Args | None:
     """Match ``args`` against the accepted signatures.
 
@@ -232,7 +240,7 @@ class Controller:
         roots = self._config.security.allow_roots
         input_path = resolve_input(input_raw, roots, frame_id)
         output_path = resolve_output(output_raw, input_path, roots, frame_id)
-        self._submit(PathJob(peer.key, frame_id, received, peer.reply, input_path=input_path,
+        self._submit(PathJob(peer.key, frame_id, received, _frame_reply(peer), input_path=input_path,
                              output_path=Path(output_path), security=self._config.security))
 
     def _frame_shm(self, peer: Peer, args: _Args) -> None:
@@ -243,7 +251,7 @@ class Controller:
         except ShmError as exc:
             raise ClientError(exc.code, exc.message, frame_id) from None
         # Mailbox per (client, channel): one client may drive several channels.
-        self._submit(ShmJob((peer.key, name), frame_id, received, peer.reply, channel=channel))
+        self._submit(ShmJob((peer.key, name), frame_id, received, _frame_reply(peer), channel=channel))
 
     def _submit(self, job: PathJob | ShmJob) -> None:
         overtaken = self._pipeline.submit(job)

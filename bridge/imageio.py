@@ -83,11 +83,15 @@ def write_image_atomic(path: Path, image: np.ndarray, fmt: str, frame_id: int) -
     ok, encoded = cv2.imencode(ext, np.ascontiguousarray(image))
     if not ok:
         raise ClientError("write_failed", f"could not encode {path.name}", frame_id)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # Only a prefix of the name: the full name plus ".<hex>.tmp" could exceed NAME_MAX (255 bytes).
+    tmp = path.with_name(f".{path.name[:48]}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "xb") as fh:
             fh.write(encoded.tobytes())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the cleanup must not replace the write_failed answer
+            pass
         raise ClientError("write_failed", f"cannot write {path}: {exc.strerror}", frame_id) from None

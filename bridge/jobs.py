@@ -91,10 +91,13 @@ class PathJob(FrameJob):
 
 @dataclass
 class ShmJob(FrameJob):
-    """``/frame/shm``: process the slot holding ``frame_id`` in place; publish to the output ring.
+    """``/frame/shm``: process the slot holding ``frame_id``; publish to the output ring.
 
-    The input slot is used zero-copy and validated with the seqlock *after* the result
-    is in the output slot; a torn input leaves the output slot unpublished.
+    The input slot is copied out and validated with the seqlock *before* the stage runs, so
+    only the copy, not the whole model call, is exposed to the writer: a client that writes
+    faster than the model (latest frame wins) laps the 3-slot ring within one model call,
+    and processing the slot in place would then tear every frame it sends. A torn copy is
+    answered with ``shm_torn`` and nothing is published.
     """
 
     channel: Channel | None = None
@@ -102,25 +105,48 @@ class ShmJob(FrameJob):
     def run(self, stage: Stage) -> bytes:
         assert self.channel is not None
         ch = self.channel
+        if _retired(ch):
+            raise self._gone()
+        try:
+            return self._run(stage, ch)
+        except (ValueError, IndexError, BufferError):
+            # The loop thread closed or re-opened the channel (another size) while this frame
+            # waited or ran: its mappings are being torn down. That is the client's doing, not
+            # a bridge failure, so it gets a frame error rather than "internal".
+            if _retired(ch):
+                raise self._gone() from None
+            raise
+
+    def _gone(self) -> ClientError:
+        assert self.channel is not None
+        return ClientError("shm_frame_missing", f"channel {self.channel.name!r} was closed or re-opened with "
+                           f"another size while frame {self.frame_id} waited; its files are gone", self.frame_id)
+
+    def _run(self, stage: Stage, ch: Channel) -> bytes:
         try:
             k, seq = ch.input.find_slot(self.frame_id)
         except ShmError as exc:
             raise ClientError(exc.code, exc.message, self.frame_id) from None
-        view = ch.input.view(k)
-        view.flags.writeable = False  # stages must not write into the client's slot
-        try:
-            result = run_stage(stage, view, ch.layout.format, ch.layout.origin, self.frame_id)
-            out_k, out_view = ch.output.begin_write()
-            np.copyto(out_view, result)
-        finally:
-            view.flags.writeable = True
-        intact = ch.input.still_intact(k, seq)
-        ch.output.end_write(out_k, self.frame_id, publish=intact)
-        if not intact:
-            raise ClientError("shm_torn", f"frame {self.frame_id} was overwritten while it was processed "
+        frame = ch.input.view(k).copy()
+        if not ch.input.still_intact(k, seq):
+            raise ClientError("shm_torn", f"frame {self.frame_id} was overwritten while it was read "
                               "(the client lapped the ring or died mid-write)", self.frame_id)
+        frame.flags.writeable = False  # the stage contract: inputs are read-only
+        result = run_stage(stage, frame, ch.layout.format, ch.layout.origin, self.frame_id)
+        out_k, out_view = ch.output.begin_write()
+        np.copyto(out_view, result)
+        ch.output.end_write(out_k, self.frame_id)
         self.latency_ms = elapsed_ms(self.received_ns)
         return encode_message(protocol.FRAME_READY, ch.name, self.frame_id, self.latency_ms)
+
+
+def _retired(ch: Channel) -> bool:
+    """True once the registry retires the channel: it flags both files closed, then unmaps them
+    (input first, so this must look at both while the loop thread is half-way through)."""
+    try:
+        return ch.input.closed_flag or ch.output.closed_flag
+    except ValueError:  # a mapping is closed already
+        return True
 
 
 def error_packet(code: str, message: str, frame_id: int = protocol.NO_FRAME_ID) -> bytes:

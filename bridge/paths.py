@@ -13,11 +13,18 @@ def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
     return any(path == root or path.is_relative_to(root) for root in roots)
 
 
+def _expand(raw: str, frame_id: int) -> Path:
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:  # "~nosuchuser/...": no home directory to expand to
+        raise ClientError("path_not_allowed", f"cannot expand {raw}", frame_id) from None
+
+
 def resolve_input(raw: str, roots: tuple[Path, ...], frame_id: int) -> Path:
     """Resolve ``raw`` (symlinks and ``..`` included) and require it inside a root and a regular file."""
     if not raw or "\x00" in raw:
         raise ClientError("bad_arguments", "empty input path", frame_id)
-    candidate = Path(raw).expanduser()
+    candidate = _expand(raw, frame_id)
     if not candidate.is_absolute():
         raise ClientError("path_not_allowed", f"input path must be absolute: {raw}", frame_id)
     try:
@@ -26,7 +33,11 @@ def resolve_input(raw: str, roots: tuple[Path, ...], frame_id: int) -> Path:
         raise ClientError("path_not_allowed", f"cannot resolve {raw}: {exc}", frame_id) from None
     if not _inside(resolved, roots):
         raise ClientError("path_not_allowed", f"{raw} is outside the allowed roots", frame_id)
-    if not resolved.is_file():
+    try:
+        is_file = resolved.is_file()
+    except OSError as exc:  # e.g. ENAMETOOLONG, EACCES: pathlib re-raises those
+        raise ClientError("file_not_found", f"cannot access {raw}: {exc.strerror}", frame_id) from None
+    if not is_file:
         raise ClientError("file_not_found", f"no such file: {raw}", frame_id)
     return resolved
 
@@ -38,7 +49,9 @@ def resolve_output(raw: str | None, input_path: Path, roots: tuple[Path, ...], f
     root; an existing output that is a symlink is refused so a rename cannot be redirected.
     """
     if raw:
-        candidate = Path(raw).expanduser()
+        if "\x00" in raw:
+            raise ClientError("bad_arguments", "output path contains a NUL character", frame_id)
+        candidate = _expand(raw, frame_id)
         if not candidate.is_absolute():
             raise ClientError("path_not_allowed", f"output path must be absolute: {raw}", frame_id)
     else:
@@ -52,8 +65,12 @@ def resolve_output(raw: str | None, input_path: Path, roots: tuple[Path, ...], f
     out = parent / candidate.name
     if not _inside(out, roots) or out == parent:
         raise ClientError("path_not_allowed", f"{candidate} is outside the allowed roots", frame_id)
-    if out.is_symlink():
+    try:
+        is_symlink, parent_is_dir = out.is_symlink(), parent.is_dir()
+    except OSError as exc:  # e.g. ENAMETOOLONG, EACCES: pathlib re-raises those
+        raise ClientError("write_failed", f"cannot access {candidate}: {exc.strerror}", frame_id) from None
+    if is_symlink:
         raise ClientError("path_not_allowed", f"{candidate} is a symlink; refusing to replace it", frame_id)
-    if not parent.is_dir():
+    if not parent_is_dir:
         raise ClientError("write_failed", f"output directory does not exist: {parent}", frame_id)
     return out

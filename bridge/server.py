@@ -19,6 +19,7 @@ from typing import Any
 from . import __version__
 from .config import Config
 from .control import Controller, Router
+from .errors import TransportError
 from .pipeline import Pipeline
 from .shm_channels import ChannelRegistry
 from .transports.osc_tcp import OscTcpServer
@@ -26,6 +27,7 @@ from .transports.osc_udp import OscUdpServer
 
 log = logging.getLogger(__name__)
 
+OSC_PORT_ZERO_ATTEMPTS = 20  # --osc-port 0: free UDP ports tried until one is free for TCP too
 SHUTDOWN_STEP_TIMEOUT_S = 0.6  # each shutdown step; three bounded steps stay under 2 s
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -99,12 +101,7 @@ class Bridge:
     async def startup(self) -> None:
         cfg = self.config
         # 1. transports
-        osc_port = await self._start_udp()
-        if cfg.osc.tcp:
-            assert self.controller is not None
-            self.tcp = OscTcpServer(cfg.osc.host, osc_port, self.controller, cfg.osc.max_packet_bytes)
-            await self.tcp.async_start()
-            self._endpoint("osc.tcp", f"osc.tcp://{_fmt_host(cfg.osc.host)}:{osc_port}")
+        osc_port = await self._start_osc()
         http_port: int | None = None
         if cfg.http.enabled:
             from .transports.http import OscQueryServer  # aiohttp: loaded only when used
@@ -128,6 +125,42 @@ class Bridge:
         log.info("shm directory %s", cfg.shm.directory)
         log.info("pose2person %s ready (model %s)", __version__, self.pipeline.model_name)
 
+    async def _start_osc(self) -> int:
+        """Bind OSC UDP and TCP on one port number; returns it.
+
+        With port 0 the kernel picks a free UDP port, whose number may be taken for TCP (any
+        outgoing connection from that local port blocks listening on it): then another pair
+        is tried, so ``--osc-port 0`` does not fail at random.
+        """
+        cfg = self.config
+        attempts = OSC_PORT_ZERO_ATTEMPTS if cfg.osc.port == 0 else 1
+        rejected: list[OscUdpServer] = []  # kept bound until the end, so the kernel offers new ports
+        try:
+            for attempt in range(1, attempts + 1):
+                port = await self._start_udp()
+                if not cfg.osc.tcp:
+                    break
+                assert self.controller is not None and self.udp is not None
+                tcp = OscTcpServer(cfg.osc.host, port, self.controller, cfg.osc.max_packet_bytes)
+                try:
+                    await tcp.async_start()
+                except TransportError:
+                    if attempt == attempts:
+                        raise
+                    log.debug("OSC TCP port %d is taken; picking another port pair", port)
+                    rejected.append(self.udp)
+                    self.udp = None
+                    continue
+                self.tcp = tcp
+                break
+        finally:
+            for udp in rejected:
+                await udp.async_stop()
+        self._endpoint("osc.udp", f"osc.udp://{_fmt_host(cfg.osc.host)}:{port}")
+        if self.tcp is not None:
+            self._endpoint("osc.tcp", f"osc.tcp://{_fmt_host(cfg.osc.host)}:{port}")
+        return port
+
     async def _start_udp(self) -> int:
         cfg = self.config
         # Channel files are named after the OSC port, known only after binding (port 0).
@@ -136,7 +169,6 @@ class Bridge:
         self.udp = OscUdpServer(cfg.osc.host, cfg.osc.port, self.controller)
         port = await self.udp.async_start()
         self.channels.tag = str(port)
-        self._endpoint("osc.udp", f"osc.udp://{_fmt_host(cfg.osc.host)}:{port}")
         return port
 
     def _endpoint(self, name: str, url: str) -> None:
@@ -191,10 +223,27 @@ class Bridge:
     def _on_signal(self, sig: int) -> None:
         if self.should_exit:
             log.warning("second %s: forcing exit", signal.Signals(sig).name)
+            self._unlink_channel_files()
             logging.shutdown()
             os._exit(130)
         log.info("%s received: shutting down (press Ctrl-C again to force)", signal.Signals(sig).name)
         self.request_exit()
+
+    def _unlink_channel_files(self) -> None:
+        """Forced exit: delete the channel files still open (a few unlinks, no unmapping), so
+        they do not stay behind in the shm directory (RAM on /dev/shm) after the process."""
+        if self.channels is None:
+            return
+        for name in self.channels.names():
+            try:
+                channel = self.channels.get(name)
+            except Exception:
+                continue
+            for path in (channel.input_path, channel.output_path):
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    pass
 
 
 def _fmt_host(host: str) -> str:

@@ -264,3 +264,45 @@ def test_version() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"pose2person {__version__}"
     assert __version__ == "0.1.0"
+
+
+def test_ipv4_mapped_ipv6_networks_match_mapped_addresses() -> None:
+    # An allow list written in the dual-stack notation matches what a dual-stack socket reports.
+    sec = _sec("::ffff:192.168.1.0/120")
+    assert sec.client_allowed("::ffff:192.168.1.5")
+    assert not sec.client_allowed("::ffff:192.168.2.5")
+    assert not sec.client_allowed("2001:db8::1")
+    both = _sec("::ffff:0:0/96", "10.0.0.0/8")
+    assert both.client_allowed("::ffff:8.8.8.8")
+    assert both.client_allowed("10.1.2.3")
+    assert not both.client_allowed("8.8.8.8")  # a plain IPv4 peer is matched against IPv4 networks only
+
+
+def test_resolved_allow_clients_drive_client_allowed(dirs: dict) -> None:
+    sec = resolve(allow_clients=["127.0.0.1", "192.168.0.0/16", "fd00::/8"], **dirs).security
+    assert sec.client_allowed("127.0.0.1")
+    assert sec.client_allowed("::ffff:127.0.0.1")
+    assert sec.client_allowed("192.168.200.1")
+    assert sec.client_allowed("fd12:3456::1")
+    assert not sec.client_allowed("127.0.0.2")
+    assert not sec.client_allowed("::1")
+    assert not sec.client_allowed("fe80::1")
+
+
+def test_bad_environment_port_is_a_usage_error() -> None:
+    proc = run_bridge("serve", "--no-zeroconf", env=clean_env(POSE2PERSON_OSC_PORT="nine"))
+    assert proc.returncode == 2
+    assert "--osc-port" in proc.stderr
+
+
+def test_serve_with_bad_host_and_bad_zeroconf_interface_exit_3(tmp_path: Path) -> None:
+    common = ("--no-zeroconf", "--no-http", "--allow-root", str(tmp_path / "root"), "--shm-dir", str(tmp_path))
+    proc = run_bridge("serve", "--host", "not-a-host", *common)
+    assert proc.returncode == 3, proc.stderr
+    assert "--host" in proc.stderr
+    proc = run_bridge("serve", "--zeroconf-interface", "eth0", *common)
+    assert proc.returncode == 3, proc.stderr
+    assert "--zeroconf-interface" in proc.stderr
+    proc = run_bridge("serve", "--osc-port", "0", "--http-port", "70000", *common)
+    assert proc.returncode == 3, proc.stderr
+    assert "--http-port" in proc.stderr

@@ -143,7 +143,8 @@ def test_fast_producer_slow_consumer_stays_bounded() -> None:
             except MailboxClosed:
                 return
             if item is None:
-                if done.is_set():
+                # done is set after the producer's last put: with nothing pending, nothing more comes
+                if done.is_set() and boxes.pending() == 0:
                     return
                 continue
             taken.append(item)
@@ -167,3 +168,67 @@ def test_fast_producer_slow_consumer_stays_bounded() -> None:
         assert seq == sorted(seq) and len(set(seq)) == len(seq)
     # the last item of every key is never lost
     assert {n for _, n in taken} >= set(range(total - keys, total))
+
+
+def test_many_producers_one_consumer_every_item_accounted_for() -> None:
+    boxes: LatestMailboxes[tuple[str, int]] = LatestMailboxes()
+    producers = 4
+    per_producer = 2000
+    overtaken: list[tuple[str, int]] = []
+    taken: list[tuple[str, int]] = []
+    max_pending = [0]
+    lock = threading.Lock()
+    done = [0]
+
+    def producer(name: str) -> None:
+        try:
+            for n in range(per_producer):
+                old = boxes.put((name, "channel"), (name, n))
+                pending = boxes.pending()
+                with lock:
+                    if old is not None:
+                        overtaken.append(old)
+                    max_pending[0] = max(max_pending[0], pending)
+        finally:
+            with lock:
+                done[0] += 1
+
+    threads = [threading.Thread(target=producer, args=(f"p{i}",)) for i in range(producers)]
+    for t in threads:
+        t.start()
+    while True:
+        item = boxes.take(timeout=0.01)
+        if item is not None:
+            taken.append(item)
+            continue
+        with lock:
+            all_done = done[0] == producers
+        if all_done and boxes.pending() == 0:
+            break
+    for t in threads:
+        t.join(30)
+    assert max_pending[0] <= producers
+    assert len(taken) + len(overtaken) == producers * per_producer
+    assert sorted(taken + overtaken) == sorted((f"p{i}", n) for i in range(producers) for n in range(per_producer))
+    for i in range(producers):
+        mine = [n for name, n in taken if name == f"p{i}"]
+        assert mine == sorted(mine)
+        assert mine[-1] == per_producer - 1  # each client's newest job is always served
+
+
+def test_discarded_key_rejoins_at_the_back() -> None:
+    boxes: LatestMailboxes[str] = LatestMailboxes()
+    for key in "abc":
+        boxes.put(key, key + "1")
+    boxes.discard("a")
+    boxes.put("a", "a2")
+    assert [boxes.take(0), boxes.take(0), boxes.take(0)] == ["b1", "c1", "a2"]
+
+
+def test_close_twice_is_harmless() -> None:
+    boxes: LatestMailboxes[int] = LatestMailboxes()
+    boxes.put("a", 1)
+    assert boxes.close() == [1]
+    assert boxes.close() == []
+    assert boxes.discard("a") is None
+    assert boxes.pending() == 0

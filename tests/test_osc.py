@@ -458,3 +458,79 @@ def test_fuzz_only_messages_or_osc_decode_errors() -> None:
                 and not any(isinstance(a, float) and math.isnan(a) for a in out[0].args)):
             assert encode_message(out[0].address, *out[0].args) == data
     assert outcomes["ok"] > 300 and outcomes["error"] > 300, outcomes
+
+
+# ---------------------------------------------------------------------------------------------
+# python-osc as the independent reference, on random content
+
+
+def test_random_messages_agree_with_python_osc_both_ways() -> None:
+    rng = random.Random(99)
+    tags = {int: "i", float: "f", str: "s", bytes: "b"}
+    for _ in range(300):
+        args = [_random_arg(rng) for _ in range(rng.randrange(6))]
+        args = [a for a in args if a != b""]  # python-osc cannot build an empty blob
+        address = "/" + "".join(rng.choice("abcz/_-0") for _ in range(rng.randrange(1, 12)))
+        theirs = pyosc(address, *[(a, tags[type(a)]) for a in args])
+        assert encode_message(address, *args) == theirs
+        [msg] = decode_packet(theirs)
+        assert (msg.address, msg.args) == (address, tuple(args))
+        parsed = PyOscMessage(theirs)
+        assert parsed.address == address and parsed.params == args
+
+
+def test_python_osc_bundles_at_the_nesting_limit() -> None:
+    def nest(levels: int) -> bytes:
+        m = OscMessageBuilder("/leaf")
+        m.add_arg(levels, "i")
+        content = m.build()
+        for _ in range(levels):
+            b = OscBundleBuilder(IMMEDIATELY)
+            b.add_content(content)
+            content = b.build()
+        return content.dgram
+
+    assert decode_packet(nest(MAX_BUNDLE_DEPTH)) == [OscMessage("/leaf", "i", (MAX_BUNDLE_DEPTH,))]
+    malformed(nest(MAX_BUNDLE_DEPTH + 1))
+
+
+def test_unsupported_type_deep_inside_python_osc_bundles() -> None:
+    bad = OscMessageBuilder("/deep/bad")
+    bad.add_arg(True, "T")
+    inner = OscBundleBuilder(IMMEDIATELY)
+    inner.add_content(bad.build())
+    outer = OscBundleBuilder(IMMEDIATELY)
+    ok = OscMessageBuilder("/ok")
+    ok.add_arg(1, "i")
+    outer.add_content(ok.build())
+    outer.add_content(inner.build())
+    err = malformed(outer.build().dgram, "unsupported_type")
+    assert err.address == "/deep/bad"
+
+
+@pytest.mark.parametrize("tag", ["h", "d", "T", "F", "N", "I", "t", "c", "r", "m", "S", "[", "]", "?"])
+def test_every_other_type_tag_is_unsupported(tag: str) -> None:
+    # Hand-built: the tag alone (no payload) is enough to be refused by type, not by length.
+    tagstr = pad(("," + tag).encode())
+    err = malformed(b"/x\x00\x00" + tagstr + bytes(8), "unsupported_type")
+    assert err.address == "/x"
+    assert tag in err.message
+
+
+def test_unsupported_type_after_valid_arguments() -> None:
+    data = b"/x\x00\x00" + pad(b",isd") + i32(5) + pad(b"hi") + struct.pack(">d", 1.5)
+    err = malformed(data, "unsupported_type")
+    assert err.address == "/x"
+
+
+def test_decode_accepts_bytearray_and_memoryview() -> None:
+    data = encode_message("/m", 1, "two")
+    want = [OscMessage("/m", "is", (1, "two"))]
+    assert decode_packet(bytearray(data)) == want
+    assert decode_packet(memoryview(data)) == want
+
+
+def test_osc_decode_error_is_a_value_error() -> None:
+    err = malformed(b"")
+    assert isinstance(err, ValueError)
+    assert err.address is None

@@ -331,3 +331,155 @@ def test_write_into_missing_directory_leaves_nothing(tmp_path: Path) -> None:
     refused("write_failed", write_image_atomic, tmp_path / "nope" / "o.png", np.zeros((2, 2, 3), np.uint8),
             "BGR8", 1)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# paths the file system itself refuses: a ClientError, never a raw OSError ("internal")
+
+LONG = "a" * 300  # one path component over NAME_MAX (255 bytes)
+
+
+def test_input_name_too_long_is_file_not_found(root: Path) -> None:
+    err = refused("file_not_found", resolve_input, str(root / LONG), (root,), 3)
+    assert err.frame_id == 3
+    refused("file_not_found", resolve_input, str(root / LONG / "a.png"), (root,), 3)
+
+
+def test_output_name_too_long_is_write_failed(root: Path) -> None:
+    src = root / "in.png"
+    refused("write_failed", resolve_output, str(root / (LONG + ".png")), src, (root,), 1)
+    refused("write_failed", resolve_output, str(root / LONG / "x.png"), src, (root,), 1)
+    # the default output name of an input whose own name is just short enough
+    long_input = root / ("b" * 245 + ".jpg")
+    long_input.write_bytes(b"x")
+    assert resolve_input(str(long_input), (root,), 1) == long_input
+    refused("write_failed", resolve_output, None, long_input, (root,), 1)
+
+
+def test_unknown_user_home_is_refused(root: Path) -> None:
+    for raw in ("~no-such-user-p2p/a.png", "~no-such-user-p2p"):
+        refused("path_not_allowed", resolve_input, raw, (root,), 1)
+        refused("path_not_allowed", resolve_output, raw, root / "in.png", (root,), 1)
+
+
+def test_output_with_nul_is_refused(root: Path) -> None:
+    refused("bad_arguments", resolve_output, str(root / "a\x00b.png"), root / "in.png", (root,), 1)
+
+
+def test_input_fifo_and_device_are_not_regular_files(root: Path) -> None:
+    fifo = root / "pipe.png"
+    os.mkfifo(fifo)  # reading it would block the worker forever
+    refused("file_not_found", resolve_input, str(fifo), (root,), 1)
+    (root / "null.png").symlink_to("/dev/null")
+    refused("path_not_allowed", resolve_input, str(root / "null.png"), (root,), 1)
+    refused("file_not_found", resolve_input, "/dev/null", (Path("/dev"),), 1)
+
+
+def test_input_root_itself_is_not_a_file(root: Path) -> None:
+    refused("file_not_found", resolve_input, str(root), (root,), 1)
+    refused("file_not_found", resolve_input, str(root) + "/", (root,), 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# more readers and writers
+
+
+def test_read_files_written_by_pil(tmp_path: Path) -> None:
+    rgb = np.random.default_rng(4).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    for name, kwargs in (("p.bmp", {}), ("p.tiff", {}), ("p.png", {"optimize": True})):
+        f = tmp_path / name
+        Image.fromarray(rgb, "RGB").save(f, **kwargs)
+        image, fmt = read(f)
+        assert fmt == "BGR8", name
+        assert np.array_equal(image, rgb[..., ::-1]), name
+    # a palette PNG: indices expanded through the palette
+    pal = Image.new("P", (2, 1))
+    pal.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    pal.putpixel((0, 0), 0)
+    pal.putpixel((1, 0), 1)
+    f = tmp_path / "pal.png"
+    pal.save(f)
+    image, fmt = read(f)
+    assert fmt == "BGR8" and image.tolist() == [[[0, 0, 255], [255, 0, 0]]]
+    # JPEG is lossy: a flat colour comes back close
+    f = tmp_path / "p.jpg"
+    Image.new("RGB", (16, 16), (200, 30, 60)).save(f, quality=95)
+    image, fmt = read(f)
+    assert fmt == "BGR8" and image.shape == (16, 16, 3)
+    assert np.abs(image.astype(int) - [60, 30, 200]).max() <= 4
+
+
+def test_read_directory_is_file_not_found(tmp_path: Path) -> None:
+    refused("file_not_found", read, tmp_path)
+
+
+def test_read_garbage_with_png_signature(tmp_path: Path) -> None:
+    f = tmp_path / "sig.png"
+    f.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    refused("image_decode_failed", read, f)
+
+
+def test_read_zero_width_header(tmp_path: Path) -> None:
+    f = tmp_path / "zero.png"
+    f.write_bytes(png_bytes(RGB, 2, header_size=(0, 2)))
+    with pytest.raises(ClientError) as info:
+        read(f)
+    assert info.value.code in ("bad_dimensions", "image_decode_failed")
+
+
+@pytest.mark.parametrize("ext", [".png", ".bmp", ".tif", ".tiff"])
+def test_write_lossless_formats_round_trip(tmp_path: Path, ext: str) -> None:
+    bgr = np.random.default_rng(6).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    out = tmp_path / ("o" + ext)
+    write_image_atomic(out, bgr, "BGR8", 1)
+    with Image.open(out) as im:
+        assert im.size == (9, 7)
+        assert np.array_equal(np.asarray(im.convert("RGB")), bgr[..., ::-1])
+    image, fmt = read(out)
+    assert fmt == "BGR8" and np.array_equal(image, bgr)
+    assert _leftovers(tmp_path) == []
+
+
+def test_write_webp_is_readable(tmp_path: Path) -> None:
+    bgra = np.full((8, 8, 4), (10, 200, 30, 255), np.uint8)
+    out = tmp_path / "o.webp"
+    write_image_atomic(out, bgra, "BGRA8", 1)
+    with Image.open(out) as im:
+        assert im.format == "WEBP" and im.size == (8, 8)
+        px = np.asarray(im.convert("RGB")).astype(int)
+    assert np.abs(px - [30, 200, 10]).max() <= 8
+    assert _leftovers(tmp_path) == []
+
+
+def test_write_with_the_longest_file_name(tmp_path: Path) -> None:
+    # 251 + ".png" = 255 bytes, the longest name a POSIX file system allows; the temporary
+    # name must not push past that limit.
+    out = tmp_path / ("n" * 251 + ".png")
+    write_image_atomic(out, np.zeros((2, 3, 3), np.uint8), "BGR8", 1)
+    assert read(out)[0].shape == (2, 3, 3)
+    assert _leftovers(tmp_path) == []
+
+
+def test_write_over_a_directory_fails_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "d.png").mkdir()
+    refused("write_failed", write_image_atomic, tmp_path / "d.png", np.zeros((2, 2, 3), np.uint8), "BGR8", 1)
+    assert (tmp_path / "d.png").is_dir()
+    assert _leftovers(tmp_path) == []
+
+
+def test_write_replaces_a_hard_linked_file_without_touching_the_other_name(tmp_path: Path) -> None:
+    # Atomic replace: a new inode is renamed over the name, the old content lives on elsewhere.
+    out = tmp_path / "o.png"
+    write_image_atomic(out, np.zeros((2, 2, 3), np.uint8), "BGR8", 1)
+    old = out.read_bytes()
+    os.link(out, tmp_path / "other.png")
+    write_image_atomic(out, np.full((2, 2, 3), 255, np.uint8), "BGR8", 1)
+    assert (tmp_path / "other.png").read_bytes() == old
+    assert (read(out)[0] == 255).all()
+
+
+def test_write_name_too_long_fails_cleanly(tmp_path: Path) -> None:
+    # The temporary file can be written, the rename onto the impossible name cannot.
+    refused("write_failed", write_image_atomic, tmp_path / (LONG + ".png"), np.zeros((2, 2, 3), np.uint8),
+            "BGR8", 1)
+    assert list(tmp_path.iterdir()) == []

@@ -119,3 +119,32 @@ def test_conversion_does_not_modify_input() -> None:
     out = convert(image, "BGRA8", "RGBA8")
     out[...] = 0
     assert np.array_equal(image, HAND["BGRA8"])
+
+
+def test_flip_rows_with_format_change_and_float() -> None:
+    # 2 rows x 1 pixel, RGBAF32 -> BGR8 flipped: row order reversed, colour order swapped, alpha dropped.
+    f = np.array([[[1.0, 0.0, 0.5, 0.25]], [[0.0, 1.0, 0.2, 1.0]]], np.float32)
+    out = convert(f, "RGBAF32", "BGR8", flip_rows=True)
+    assert out.dtype == np.uint8
+    assert out.tolist() == [[[51, 255, 0]], [[128, 0, 255]]]  # rint(0.2*255)=51, rint(127.5)=128
+
+
+def test_read_only_and_non_contiguous_inputs() -> None:
+    base = np.arange(2 * 6 * 4, dtype=np.uint8).reshape(2, 6, 4)
+    strided = base[:, ::2]  # every other pixel: not contiguous
+    strided.flags.writeable = False
+    out = convert(strided, "BGRA8", "RGB8")
+    assert out.flags.c_contiguous and out.flags.writeable
+    expected = [[[p[2], p[1], p[0]] for p in row] for row in base[:, ::2].tolist()]
+    assert out.tolist() == expected
+    flipped = convert(strided, "BGRA8", "BGRA8", flip_rows=True)
+    assert flipped.tolist() == base[::-1, ::2].tolist()
+
+
+def test_uint8_to_float_exact_values() -> None:
+    rgb = np.array([[[0, 51, 255]]], np.uint8)
+    out = convert(rgb, "RGB8", "RGBAF32")
+    assert out.dtype == np.float32 and out.shape == (1, 1, 4)
+    np.testing.assert_allclose(out[0, 0], [0.0, 0.2, 1.0, 1.0], rtol=0, atol=1e-7)
+    bgr = np.array([[[0, 51, 255]]], np.uint8)  # B 0, G 51, R 255
+    np.testing.assert_allclose(convert(bgr, "BGR8", "RGBAF32")[0, 0], [1.0, 0.2, 0.0, 1.0], rtol=0, atol=1e-7)

@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import zlib
 from pathlib import Path
 
@@ -521,3 +522,112 @@ def test_concurrent_reader_never_accepts_a_torn_frame(tmp_path: Path) -> None:
     fid, pixels = r.read()
     assert fid == written and (pixels == written % 256).all()
     r.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# more seqlock cases
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_two_writers_killed_in_the_same_slot(tmp_path: Path) -> None:
+    path = make(tmp_path, 8, 4, "RGBA8")
+    w = ChannelFile(path, writable=True)
+    w.write(np.full((4, 8, 4), 7, np.uint8), 1)
+    w.close()
+    seqs = []
+    for _ in range(2):
+        proc = run_python(KILLED_WRITER, str(path))
+        assert proc.returncode == -signal.SIGKILL and proc.stdout == "1", proc.stderr
+        raw = path.read_bytes()
+        seqs.append(u64(raw, 256 + 1 * ((64 + 8 * 4 * 4 + 63) // 64 * 64)))
+    assert seqs == [1, 3]  # each dead writer left the slot odd; the second skipped to the next odd value
+    r = ChannelFile(path, writable=False)
+    assert r.read()[0] == 1
+    w = ChannelFile(path, writable=True)
+    k, view = w.begin_write()
+    assert k == 1 and w.slot_info(1)[0] == 5
+    view[...] = 9
+    w.end_write(k, 2)
+    assert w.slot_info(1)[0] == 6
+    fid, pixels = r.read(2)
+    assert fid == 2 and (pixels == 9).all()
+    w.close()
+    r.close()
+
+
+def test_thread_writer_and_zero_copy_reader_never_see_a_torn_frame(tmp_path: Path) -> None:
+    # The daemon's own read path: find_slot, use the view, then still_intact (no read() retries).
+    path = make(tmp_path, 128, 96, "RGB8")
+    w = ChannelFile(path, writable=True)
+    r = ChannelFile(path, writable=False)
+    stop = threading.Event()
+    written = [0]
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set() or n < 50:
+            n += 1
+            k, view = w.begin_write()
+            view[: view.shape[0] // 2] = n % 256  # two halves: a torn read would mix values
+            view[view.shape[0] // 2 :] = n % 256
+            w.end_write(k, n)
+        written[0] = n
+
+    t = threading.Thread(target=writer)
+    t.start()
+    accepted = 0
+    try:
+        for _ in range(3000):
+            try:
+                k, seq = r.find_slot()
+            except ShmError as exc:
+                assert exc.code in ("shm_torn", "shm_frame_missing")
+                continue
+            fid = r.slot_info(k)[1]
+            copy = r.view(k).copy()
+            if not r.still_intact(k, seq):
+                continue
+            assert copy.min() == copy.max() == fid % 256, f"torn frame {fid}"
+            accepted += 1
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive()
+    assert accepted > 0
+    assert r.write_count == written[0]
+    fid, pixels = r.read()
+    assert fid == written[0] and (pixels == written[0] % 256).all()
+    w.close()
+    r.close()
+
+
+def test_reader_of_a_replaced_file_keeps_its_mapping(tmp_path: Path) -> None:
+    # create_channel_file replaces the file by rename: a reader mapped to the old one keeps
+    # reading the old frames (and sees the closed flag the daemon sets) instead of crashing.
+    path = make(tmp_path, 4, 4, "BGR8")
+    w = ChannelFile(path, writable=True)
+    w.write(np.full((4, 4, 3), 5, np.uint8), 5)
+    r = ChannelFile(path, writable=False)
+    w.mark_closed()
+    w.close()
+    create_channel_file(path, Layout(8, 8, "BGR8", generation=2), "cam")
+    assert r.closed_flag
+    fid, pixels = r.read(5)
+    assert fid == 5 and pixels.shape == (4, 4, 3) and (pixels == 5).all()
+    r.close()
+    r2 = ChannelFile(path, writable=False)
+    assert (r2.layout.width, r2.layout.generation) == (8, 2)
+    assert not r2.closed_flag
+    assert u32(path.read_bytes(), 56) == 2
+    assert not (tmp_path / "cam.in.creating").exists()
+    r2.close()
+
+
+def test_read_only_mapping_refuses_writes(tmp_path: Path) -> None:
+    path = make(tmp_path, 2, 2, "BGRA8")
+    r = ChannelFile(path, writable=False)
+    with pytest.raises(TypeError):
+        r.begin_write()
+    assert not r.view(0).flags.writeable
+    r.close()
+    assert u64(path.read_bytes(), 256) == 0

@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import logging
 import struct
-from typing import Hashable
+from typing import Awaitable, Callable, Hashable
 
 from ..control import Controller
 from ..errors import TransportError
@@ -25,6 +25,7 @@ SLIP_ESC = 0xDB
 SLIP_ESC_END = 0xDC
 SLIP_ESC_ESC = 0xDD
 IDLE_TIMEOUT_S = 300.0  # a silent connection is closed after this long
+REPLY_GRACE_S = 10.0  # after a clean end of stream, how long frames in flight may take to answer
 _conn_ids = itertools.count(1)
 
 
@@ -50,19 +51,64 @@ def slip_decode(frame: bytes) -> bytes:
     return bytes(out)
 
 
+class _EndOfStream(Exception):
+    """The client ended its stream cleanly, between two packets."""
+
+
+async def _read_or_end(read: Awaitable[bytes]) -> bytes:
+    """Await a read of the next packet; EOF before its first byte is a clean end of stream."""
+    try:
+        return await asyncio.wait_for(read, IDLE_TIMEOUT_S)
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            raise _EndOfStream() from None
+        raise
+
+
 class TcpPeer:
-    __slots__ = ("key", "host", "_writer", "_slip")
+    __slots__ = ("key", "host", "_writer", "_slip", "_in_flight", "_idle")
 
     def __init__(self, host: str, port: int, writer: asyncio.StreamWriter) -> None:
         self.key: Hashable = ("tcp", host, port, next(_conn_ids))
         self.host = host
         self._writer = writer
         self._slip = False
+        self._in_flight = 0  # frame jobs submitted whose reply has not been sent yet
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def reply(self, packet: bytes) -> None:
         if self._writer.is_closing():
             return
         self._writer.write(slip_encode(packet) if self._slip else struct.pack(">i", len(packet)) + packet)
+
+    def frame_reply(self) -> Callable[[bytes], None]:
+        """A reply function for one frame job that counts it as in flight until it answers."""
+        self._in_flight += 1
+        self._idle.clear()
+        answered = False
+
+        def reply(packet: bytes) -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._idle.set()
+            self.reply(packet)
+
+        return reply
+
+    async def wait_replies(self, timeout: float) -> None:
+        """Wait (bounded) until every frame in flight has answered, then flush."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            await self._writer.drain()
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+
+    def stop_waiting(self) -> None:
+        self._idle.set()
 
 
 class OscTcpServer:
@@ -72,7 +118,9 @@ class OscTcpServer:
         self._controller = controller
         self._max = max_packet_bytes
         self._server: asyncio.Server | None = None
-        self._conns: set[asyncio.StreamWriter] = set()
+        self._conns: dict[asyncio.StreamWriter, TcpPeer] = {}
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._closing = False
         self._ratelog = RateLimitedLog(log)
 
     async def async_start(self) -> int:
@@ -87,9 +135,20 @@ class OscTcpServer:
     async def async_stop(self) -> None:
         if self._server is None:
             return
+        self._closing = True
         self._server.close()
-        for writer in list(self._conns):
+        # A connection accepted just before close() gets its handler a few loop turns later.
+        for _ in range(5):
+            await asyncio.sleep(0)
+        for writer, peer in list(self._conns.items()):
+            peer.stop_waiting()
             writer.close()
+        # Let the connection handlers see their closed streams and finish: on Python 3.11,
+        # wait_closed() does not wait for them, and asyncio.run() would cancel them at exit,
+        # which asyncio's stream callback then logs as an "Exception in callback" traceback.
+        handlers = [t for t in self._handlers if not t.done()]
+        if handlers:
+            await asyncio.wait(handlers, timeout=0.5)
         try:
             await asyncio.wait_for(self._server.wait_closed(), 1.0)
         except asyncio.TimeoutError:
@@ -97,9 +156,16 @@ class OscTcpServer:
         self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:
+            writer.close()
+            return
         host, port = writer.get_extra_info("peername")[:2]
         peer = TcpPeer(host, port, writer)
-        self._conns.add(writer)
+        self._conns[writer] = peer
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         try:
             first = await asyncio.wait_for(reader.readexactly(1), IDLE_TIMEOUT_S)
             peer._slip = first[0] == SLIP_END
@@ -107,12 +173,16 @@ class OscTcpServer:
                 await self._read_slip(reader, peer)
             else:
                 await self._read_length_prefixed(first, reader, peer)
+        except _EndOfStream:
+            # The client finished sending at a packet boundary (it may have only half-closed
+            # and still be reading): answer the frames it is owed before closing.
+            await peer.wait_replies(REPLY_GRACE_S)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
             pass  # the client went away (possibly mid-packet): drop what it sent so far
         except asyncio.LimitOverrunError:
             peer.reply(error_packet("packet_too_large", f"SLIP packet over {self._max} bytes"))
         finally:
-            self._conns.discard(writer)
+            self._conns.pop(writer, None)
             self._controller.forget(peer.key)
             writer.close()
 
@@ -128,11 +198,11 @@ class OscTcpServer:
             packet = await asyncio.wait_for(reader.readexactly(size), IDLE_TIMEOUT_S)
             self._controller.handle_packet(packet, peer)
             await peer._writer.drain()
-            head = await asyncio.wait_for(reader.readexactly(4), IDLE_TIMEOUT_S)
+            head = await _read_or_end(reader.readexactly(4))
 
     async def _read_slip(self, reader: asyncio.StreamReader, peer: TcpPeer) -> None:
         while True:
-            frame = await asyncio.wait_for(reader.readuntil(b"\xc0"), IDLE_TIMEOUT_S)
+            frame = await _read_or_end(reader.readuntil(b"\xc0"))
             frame = frame[:-1]
             if not frame:
                 continue  # the leading END of a double-END frame
