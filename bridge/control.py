@@ -240,7 +240,8 @@ class Controller:
         roots = self._config.security.allow_roots
         input_path = resolve_input(input_raw, roots, frame_id)
         output_path = resolve_output(output_raw, input_path, roots, frame_id)
-        self._submit(PathJob(peer.key, frame_id, received, _frame_reply(peer), input_path=input_path,
+        self._submit(PathJob(peer.key, frame_id, received, _frame_reply(peer),
+                             reply_direct=getattr(peer, "reply_from_worker", None), input_path=input_path,
                              output_path=Path(output_path), security=self._config.security))
 
     def _frame_shm(self, peer: Peer, args: _Args) -> None:
@@ -251,7 +252,8 @@ class Controller:
         except ShmError as exc:
             raise ClientError(exc.code, exc.message, frame_id) from None
         # Mailbox per (client, channel): one client may drive several channels.
-        self._submit(ShmJob((peer.key, name), frame_id, received, _frame_reply(peer), channel=channel))
+        self._submit(ShmJob((peer.key, name), frame_id, received, _frame_reply(peer),
+                            reply_direct=getattr(peer, "reply_from_worker", None), channel=channel))
 
     def _submit(self, job: PathJob | ShmJob) -> None:
         overtaken = self._pipeline.submit(job)

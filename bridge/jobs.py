@@ -65,6 +65,10 @@ class FrameJob:
     received_ns: int  # time.perf_counter_ns() when the request arrived
     reply: ReplyFn = field(repr=False)
     latency_ms: float = 0.0
+    # A sender that is safe to call from the worker thread (UDP: a plain sendto on the
+    # server's socket); it returns False when it could not send, and the loop sends instead.
+    # Saves the hop through the event loop on every frame.
+    reply_direct: Callable[[bytes], bool] | None = field(default=None, repr=False)
 
     def run(self, stage: Stage) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -93,11 +97,12 @@ class PathJob(FrameJob):
 class ShmJob(FrameJob):
     """``/frame/shm``: process the slot holding ``frame_id``; publish to the output ring.
 
-    The input slot is copied out and validated with the seqlock *before* the stage runs, so
-    only the copy, not the whole model call, is exposed to the writer: a client that writes
+    The input slot is copied into the output slot being written and validated with the
+    seqlock *before* the stage runs, so only the copy, not the whole model call, is exposed
+    to the writer: a client that writes
     faster than the model (latest frame wins) laps the 3-slot ring within one model call,
     and processing the slot in place would then tear every frame it sends. A torn copy is
-    answered with ``shm_torn`` and nothing is published.
+    answered with ``shm_torn`` and nothing is published (the output slot is closed invalid).
     """
 
     channel: Channel | None = None
@@ -127,15 +132,28 @@ class ShmJob(FrameJob):
             k, seq = ch.input.find_slot(self.frame_id)
         except ShmError as exc:
             raise ClientError(exc.code, exc.message, self.frame_id) from None
-        frame = ch.input.view(k).copy()
-        if not ch.input.still_intact(k, seq):
-            raise ClientError("shm_torn", f"frame {self.frame_id} was overwritten while it was read "
-                              "(the client lapped the ring or died mid-write)", self.frame_id)
-        frame.flags.writeable = False  # the stage contract: inputs are read-only
-        result = run_stage(stage, frame, ch.layout.format, ch.layout.origin, self.frame_id)
-        out_k, out_view = ch.output.begin_write()
-        np.copyto(out_view, result)
-        ch.output.end_write(out_k, self.frame_id)
+        # Stage the frame in the output slot itself: one copy in, and for stages that return
+        # their input (passthrough) no copy out. The output slot's seq stays odd meanwhile, so
+        # readers skip it.
+        out_k, staged = ch.output.begin_write()
+        published = False
+        try:
+            np.copyto(staged, ch.input.view(k))
+            if not ch.input.still_intact(k, seq):
+                raise ClientError("shm_torn", f"frame {self.frame_id} was overwritten while it was read "
+                                  "(the client lapped the ring or died mid-write)", self.frame_id)
+            staged.flags.writeable = False  # the stage contract: inputs are read-only
+            try:
+                result = run_stage(stage, staged, ch.layout.format, ch.layout.origin, self.frame_id)
+            finally:
+                staged.flags.writeable = True
+            if _retired(ch):  # closed or re-opened during the stage: publish nothing
+                raise self._gone()
+            if result is not staged:
+                np.copyto(staged, result)
+            published = True
+        finally:
+            ch.output.end_write(out_k, self.frame_id, publish=published)
         self.latency_ms = elapsed_ms(self.received_ns)
         return encode_message(protocol.FRAME_READY, ch.name, self.frame_id, self.latency_ms)
 

@@ -4,8 +4,9 @@ Thread contract:
 
 * ``async_*`` methods and :meth:`submit` run on the event-loop thread.
 * The worker thread is the only one that calls ``stage.process``; GPU work lives there.
-* Results go back to the loop with ``call_soon_threadsafe``; the worker never touches
-  sockets itself.
+* Results go back to the loop with ``call_soon_threadsafe``, except UDP replies, which the
+  worker sends itself with one non-blocking ``sendto`` on the server socket (thread-safe at
+  the OS level); if that would block, the loop sends them.
 * Model loading runs on a separate loader thread, so a slow load never stalls frames;
   the worker picks up the new stage at the next frame boundary.
 """
@@ -115,6 +116,8 @@ class Pipeline:
                 self.stats.count_error()
                 log.exception("frame %d from %s failed", job.frame_id, job.client)
                 packet = error_packet("internal", f"{type(exc).__name__}: {exc}", job.frame_id)
+            if job.reply_direct is not None and job.reply_direct(packet):
+                continue
             try:
                 loop.call_soon_threadsafe(job.reply, packet)
             except RuntimeError:  # loop closed during shutdown

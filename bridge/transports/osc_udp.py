@@ -30,6 +30,10 @@ class UdpPeer:
     def reply(self, packet: bytes) -> None:
         self._server.send(packet, self._server.router.destination(self.host, self._port))
 
+    def reply_from_worker(self, packet: bytes) -> bool:
+        """Send from the pipeline worker thread; False if the loop must send it instead."""
+        return self._server.send_from_thread(packet, self._server.router.destination(self.host, self._port))
+
 
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, server: "OscUdpServer") -> None:
@@ -53,6 +57,7 @@ class OscUdpServer:
         self.router: Router = controller.router
         self.ratelog = RateLimitedLog(log)
         self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
 
     @property
     def port(self) -> int:
@@ -72,6 +77,7 @@ class OscUdpServer:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
         self._transport = transport  # type: ignore[assignment]
+        self._sock = sock
         self._port = sock.getsockname()[1]
         return self._port
 
@@ -83,7 +89,26 @@ class OscUdpServer:
         except OSError as exc:
             self.ratelog.log(logging.DEBUG, "udp send", "UDP send to %s failed: %s", dest, exc)
 
+    def send_from_thread(self, packet: bytes, dest: tuple[str, int]) -> bool:
+        """A direct non-blocking ``sendto`` for the worker thread.
+
+        Datagram sends are atomic and thread-safe in the kernel; asyncio's transport only
+        buffers when the socket would block, and then this returns False so the loop
+        (which owns that buffer) sends the packet in order.
+        """
+        sock = self._sock
+        if sock is None or self._transport is None or self._transport.get_write_buffer_size():
+            return False
+        try:
+            sock.sendto(packet, dest)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            self.ratelog.log(logging.DEBUG, "udp send", "UDP send to %s failed: %s", dest, exc)
+        return True
+
     async def async_stop(self) -> None:
         if self._transport is not None:
+            self._sock = None
             self._transport.close()
             self._transport = None
