@@ -22,6 +22,7 @@ import numpy as np
 from . import protocol
 from .osc import OscArg, OscDecodeError, OscMessage, decode_packet, encode_message
 from .shm import ChannelFile, ShmError
+from .stats import StatsSnapshot
 
 DEFAULT_TIMEOUT_S = 5.0
 _STASH_LIMIT = 256  # unrelated replies kept while waiting for a specific one
@@ -51,15 +52,10 @@ class FrameDone:
 
 
 @dataclass(frozen=True)
-class Status:
-    fps: float
-    mean_latency_ms: float
-    p95_latency_ms: float
-    received: int
-    processed: int
-    dropped: int
-    errors: int
-    model: str
+class Status(StatsSnapshot):
+    """``/pose2person/status/reply``: the bridge's pipeline statistics plus the active model."""
+
+    model: str = ""
 
 
 @dataclass
