@@ -196,12 +196,15 @@ class Controller:
         self._clients[key] = time.monotonic()
         while len(self._clients) > self._config.osc.max_clients:
             gone, _ = self._clients.popitem(last=False)
-            self._pipeline.forget_client(gone)
+            self.forget(gone)
 
     def forget(self, key: Hashable) -> None:
-        """A connection-based client left: drop its state and pending frame."""
+        """A connection-based client left: drop its state and its pending frames (path frames
+        are keyed by the client, shm frames by client and channel)."""
         self._clients.pop(key, None)
         self._pipeline.forget_client(key)
+        for name in self._channels.names():
+            self._pipeline.forget_client((key, name))
 
     def _auto_frame_id(self) -> int:
         self._next_frame_id = (self._next_frame_id + 1) % FRAME_ID_WRAP

@@ -11,7 +11,10 @@ import os
 import secrets
 from pathlib import Path
 
-import cv2
+# cv2 must not be a second, unbounded decoder path: cap what it accepts as well. OpenCV reads
+# this when it loads, so it is set before the import (a no-op if cv2 was imported earlier).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(2**30))
+import cv2  # noqa: E402
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -19,8 +22,6 @@ from .errors import ClientError
 from .pixels import format_for
 
 WRITE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-# cv2 must not be a second, unbounded decoder path: cap what it accepts as well.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(2**30))
 
 
 def read_image(path: Path, *, max_pixels: int, max_bytes: int, frame_id: int) -> tuple[np.ndarray, str]:

@@ -20,6 +20,7 @@ from . import __version__
 from .config import Config
 from .control import Controller, Router
 from .errors import TransportError
+from . import stages
 from .pipeline import Pipeline
 from .shm_channels import ChannelRegistry
 from .transports.osc_tcp import OscTcpServer
@@ -100,6 +101,8 @@ class Bridge:
     # -- lifecycle ----------------------------------------------------------------------
     async def startup(self) -> None:
         cfg = self.config
+        # A misspelt model name fails before any port is opened (loading it comes later).
+        stages.validate_name(cfg.pipeline.model)
         # 1. transports
         osc_port = await self._start_osc()
         http_port: int | None = None

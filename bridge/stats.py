@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 LATENCY_WINDOW = 1000  # frames kept for mean / p95
 FPS_WINDOW_S = 5.0  # processed-frame rate is measured over this many seconds
+MAX_FPS_SAMPLES = 20_000  # completion times kept: fps up to 4,000 is measurable over the window
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class PipelineStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self._done_times: deque[float] = deque(maxlen=4096)
+        self._done_times: deque[float] = deque(maxlen=MAX_FPS_SAMPLES)
         self._started = time.monotonic()
         self.received = 0
         self.processed = 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import mmap
 import socket
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from bridge.client import BridgeClient, RemoteError
 from bridge.shm import ChannelFile
 
-from conftest import RunningBridge, start_bridge
+from conftest import RunningBridge, start_bridge, wait_until
 
 W, H = 64, 48
 P = "/pose2person"
@@ -509,3 +510,36 @@ def test_tcp_half_close_still_gets_its_answers(invert_bridge: RunningBridge, fra
         s = udp.status()
         assert (s.processed, s.dropped) == (2, 0)
         session.close()
+
+
+def test_tcp_client_that_drops_mid_packet_loses_its_waiting_shm_frame(tmp_path: Path) -> None:
+    """A TCP client that vanishes mid-packet: its shm frame still waiting in the mailbox is dropped,
+    not processed for nobody (shm frames are keyed by client and channel)."""
+    from bridge.osc import encode_message
+
+    daemon = start_bridge(tmp_path, "--model", "throttle:400")
+    try:
+        with daemon.client() as control:
+            session = control.open_shm("tcpcam", W, H, "BGRA8")
+            frame = make_frame(3, "BGRA8")
+            session.input.write(frame, 1)
+            session.input.write(frame, 2)
+            with socket.create_connection(("127.0.0.1", daemon.osc_port), timeout=5) as sock:
+                for fid in (1, 2):  # 1 starts its 400 ms run, 2 waits in the mailbox
+                    packet = encode_message(f"{P}/frame/shm", "tcpcam", fid)
+                    sock.sendall(struct.pack(">i", len(packet)) + packet)
+                    if fid == 1:  # let the worker take 1 first, so 2 does not overtake it
+                        assert wait_until(lambda: control.status().received == 1)
+                        time.sleep(0.2)
+                sock.sendall(struct.pack(">i", 64) + b"/pos")  # then vanish mid-packet
+            def settled() -> bool:  # frame 1's run is over and every frame is accounted for
+                s = control.status()
+                return s.processed + s.dropped + s.errors == 2
+
+            assert wait_until(settled, timeout=10)
+            status = control.status()
+            assert status.received == 2
+            assert (status.processed, status.dropped, status.errors) == (1, 1, 0)
+            session.close()
+    finally:
+        daemon.stop()
