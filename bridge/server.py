@@ -21,6 +21,7 @@ from .config import Config
 from .control import Controller, Router
 from .errors import TransportError
 from . import stages
+from .memtune import tune_allocator
 from .pipeline import Pipeline
 from .shm_channels import ChannelRegistry
 from .transports.osc_tcp import OscTcpServer
@@ -55,6 +56,7 @@ class Bridge:
     # -- public -------------------------------------------------------------------------
     def run(self) -> None:
         """Run until SIGINT/SIGTERM (blocking). Raises BridgeError subclasses on start-up failure."""
+        tune_allocator()  # process-wide, so only when the daemon owns the process
         asyncio.run(self.serve())
 
     async def serve(self) -> None:
