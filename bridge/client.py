@@ -14,8 +14,9 @@ from __future__ import annotations
 import socket
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -199,6 +200,34 @@ class BridgeClient:
         """Write ``frame`` into the channel and announce it; does not wait."""
         session.input.write(frame, frame_id)
         self.send(f"{protocol.PREFIX}/frame/shm", session.name, frame_id)
+
+    @contextmanager
+    def writing_shm(self, session: ShmSession, frame_id: int) -> Iterator[np.ndarray]:
+        """Zero-copy submit: yields the input slot's pixels to fill in place (e.g. ``cv2.resize(...,
+        dst=buf)``); on leaving the block the slot is published and the frame announced. If the
+        block raises, the slot is closed unpublished and nothing is sent."""
+        k, view = session.input.begin_write()
+        try:
+            yield view
+        except BaseException:
+            session.input.end_write(k, frame_id, publish=False)
+            raise
+        session.input.end_write(k, frame_id)
+        self.send(f"{protocol.PREFIX}/frame/shm", session.name, frame_id)
+
+    @contextmanager
+    def result_view(self, session: ShmSession, frame_id: int) -> Iterator[np.ndarray]:
+        """Zero-copy read: yields the output slot holding ``frame_id`` read-only. On leaving the block
+        the seqlock is re-checked; RemoteError("shm_torn") means the bridge overwrote the slot
+        meanwhile and whatever was done with the pixels must be discarded."""
+        try:
+            k, seq = session.output.find_slot(frame_id)
+        except ShmError as exc:
+            raise RemoteError(frame_id, exc.code, exc.message) from None
+        view = session.output.view(k)
+        yield view
+        if not session.output.still_intact(k, seq):
+            raise RemoteError(frame_id, "shm_torn", f"result {frame_id} was overwritten while it was used")
 
     def read_result(self, session: ShmSession, frame_id: int) -> np.ndarray:
         """Copy out the processed frame ``frame_id`` from the output ring (seqlock-checked)."""

@@ -543,3 +543,28 @@ def test_tcp_client_that_drops_mid_packet_loses_its_waiting_shm_frame(tmp_path: 
             session.close()
     finally:
         daemon.stop()
+
+
+def test_zero_copy_client_write_and_read(invert_bridge: RunningBridge) -> None:
+    """writing_shm fills the input slot in place; result_view reads the output slot in place."""
+    frame = make_frame(11, "BGRA8")
+    with invert_bridge.client() as client:
+        session = client.open_shm("zc", W, H, "BGRA8")
+        with client.writing_shm(session, 5) as buf:
+            buf[...] = frame
+        wait_msg(client, f"{P}/frame/ready")
+        with client.result_view(session, 5) as view:
+            assert not view.flags.writeable  # the client maps the output file read-only
+            got = view.copy()
+        assert np.array_equal(got, expected("invert", frame, 3))  # BGRA: alpha kept
+        # A block that fails publishes nothing and announces nothing.
+        with pytest.raises(RuntimeError):
+            with client.writing_shm(session, 6) as buf:
+                buf[...] = 0
+                raise RuntimeError("camera unplugged")
+        with pytest.raises(RemoteError) as err:
+            with client.result_view(session, 6):
+                pass
+        assert err.value.code == "shm_frame_missing"
+        assert client.receive(0.3) is None
+        session.close()
