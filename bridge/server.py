@@ -30,7 +30,8 @@ from .transports.osc_udp import OscUdpServer
 log = logging.getLogger(__name__)
 
 OSC_PORT_ZERO_ATTEMPTS = 20  # --osc-port 0: free UDP ports tried until one is free for TCP too
-SHUTDOWN_STEP_TIMEOUT_S = 0.6  # each shutdown step; three bounded steps stay under 2 s
+SHUTDOWN_BUDGET_S = 1.8  # whole graceful shutdown, s; every step takes its share of what is left
+SHUTDOWN_STEP_CAP_S = 0.6  # most one network step (zeroconf, HTTP, TCP) may take, s
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -187,25 +188,28 @@ class Bridge:
 
     async def shutdown(self) -> None:
         log.info("shutting down")
+        deadline = asyncio.get_running_loop().time() + SHUTDOWN_BUDGET_S
         if self.advertiser is not None:
-            await self._bounded(self.advertiser.async_stop(), "zeroconf withdrawal")
+            await self._bounded(self.advertiser.async_stop(), "zeroconf withdrawal", deadline, SHUTDOWN_STEP_CAP_S)
         if self.http is not None:
-            await self._bounded(self.http.async_stop(), "HTTP server")
+            await self._bounded(self.http.async_stop(), "HTTP server", deadline, SHUTDOWN_STEP_CAP_S)
         if self.tcp is not None:
-            await self._bounded(self.tcp.async_stop(), "OSC TCP")
+            await self._bounded(self.tcp.async_stop(), "OSC TCP", deadline, SHUTDOWN_STEP_CAP_S)
         if self.udp is not None:
             await self.udp.async_stop()
         if self.controller is not None:
             await self.controller.async_close()
-        await self._bounded(self.pipeline.async_stop(), "pipeline")
+        await self._bounded(self.pipeline.async_stop(), "pipeline", deadline, SHUTDOWN_BUDGET_S)
         if self.channels is not None:
             self.channels.close_all()
         log.info("stopped")
 
     @staticmethod
-    async def _bounded(coro: Any, what: str) -> None:
+    async def _bounded(coro: Any, what: str, deadline: float, cap: float) -> None:
+        """Await ``coro`` for at most ``cap`` seconds and never past the shared ``deadline``."""
+        left = deadline - asyncio.get_running_loop().time()
         try:
-            await asyncio.wait_for(coro, SHUTDOWN_STEP_TIMEOUT_S * 2 if what == "pipeline" else SHUTDOWN_STEP_TIMEOUT_S)
+            await asyncio.wait_for(coro, max(min(cap, left), 0.05))
         except asyncio.TimeoutError:
             log.warning("shutdown: %s did not finish in time; going on", what)
         except Exception:
