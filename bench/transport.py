@@ -417,6 +417,7 @@ class SizeResult:
     memcpy: Stats | None = None
     memcpy_cold: Stats | None = None
     shm: Stats | None = None
+    shm_zc: Stats | None = None
     path: Stats | None = None
     http: Stats | None = None
     shm_daemon_ms: Stats | None = None
@@ -492,6 +493,24 @@ class ShmCell:
         self.daemon_faults.frames += frames
         self.client_faults.frames += frames
         res.shm_daemon_ms = merge(res.shm_daemon_ms, Stats(latencies))
+
+    def run_zero_copy(self, res: SizeResult, frames: int, warmup: int) -> None:
+        """The zero-copy client API: the frame is written straight into the input slot
+        (``writing_shm``, the one copy a camera grab into the slot would also make) and the result
+        is used in place (``result_view``; a checksum of one row stands for "draw it")."""
+        client, session, frame = self.client, self.session, self.frame
+
+        def one(i: int) -> None:
+            fid = self.ids()
+            with client.writing_shm(session, fid) as buf:
+                np.copyto(buf, frame)
+            client.wait_for(lambda m: m.address == "/pose2person/frame/ready" and m.args[1] == fid)
+            with client.result_view(session, fid) as view:
+                int(view[0, 0, 0])
+
+        for i in range(warmup):
+            one(i)
+        res.shm_zc = merge(res.shm_zc, timed(one, frames, 0))
 
     def breakdown(self, res: SizeResult, frames: int, warmup: int) -> None:
         """The same steps as process_shm, timed one by one; then UDP pings."""
@@ -617,8 +636,12 @@ def targets_for(r: SizeResult) -> dict[str, float | bool] | None:
         return None
     limit = TARGET_FACTOR * r.memcpy.median + TARGET_SLACK_MS
     speedup = r.http.median / r.shm.median
-    return {"shm_limit_ms": limit, "shm_within": r.shm.median <= limit, "speedup": speedup,
-            "speedup_ok": speedup >= TARGET_SPEEDUP}
+    out: dict[str, float | bool] = {"shm_limit_ms": limit, "shm_within": r.shm.median <= limit,
+                                    "speedup": speedup, "speedup_ok": speedup >= TARGET_SPEEDUP}
+    if r.shm_zc:
+        out["zc_within"] = r.shm_zc.median <= limit
+        out["zc_speedup"] = r.http.median / r.shm_zc.median
+    return out
 
 
 def report(results: list[SizeResult], info: dict[str, str], args: argparse.Namespace, path_ext: str) -> str:
@@ -630,8 +653,9 @@ def report(results: list[SizeResult], info: dict[str, str], args: argparse.Names
       + (" (32-bit, uncompressed)" if path_ext == ".bmp" else " (compression 0)")
       + f"; HTTP baseline: base64 JPEG q{JPEG_QUALITY} in JSON over keep-alive HTTP/1.1.")
     w("")
-    w("| size | memcpy | shm | path (tmpfs) | base64 JPEG HTTP | shm/memcpy | base64/shm speed-up | targets |")
-    w("|---|---|---|---|---|---|---|---|")
+    w("| size | memcpy | shm | shm zero-copy | path (tmpfs) | base64 JPEG HTTP | shm/memcpy | "
+      "base64/shm speed-up | zero-copy: base64/shm | targets (shm; zero-copy) |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         t = targets_for(r)
         ratio = f"{r.shm.median / r.memcpy.median:.1f}x" if r.shm and r.memcpy else "-"
@@ -639,11 +663,16 @@ def report(results: list[SizeResult], info: dict[str, str], args: argparse.Names
         if t:
             star = " **(issue target)**" if (r.width, r.height) == TARGET_SIZE else ""
             tgt = (f"shm <= {t['shm_limit_ms']:.2f}: {'yes' if t['shm_within'] else 'NO'}; "
-                   f">= 20x: {'yes' if t['speedup_ok'] else 'NO'}{star}")
+                   f">= 20x: {'yes' if t['speedup_ok'] else 'NO'}")
+            if "zc_within" in t:
+                tgt += (f"; zero-copy: {'yes' if t['zc_within'] else 'NO'}, "
+                        f"{'yes' if t['zc_speedup'] >= TARGET_SPEEDUP else 'NO'}")
+            tgt += star
         else:
             tgt = "-"
+        zc = f"{t['zc_speedup']:.1f}x" if t and "zc_speedup" in t else "-"
         w(f"| {r.label} | {r.memcpy.cell() if r.memcpy else '-'} | {r.shm.cell() if r.shm else '-'} | "
-          f"{r.path.cell() if r.path else '-'} | {r.http.cell() if r.http else '-'} | {ratio} | {speed} | {tgt} |")
+          f"{r.shm_zc.cell() if r.shm_zc else '-'} | {r.path.cell() if r.path else '-'} | {r.http.cell() if r.http else '-'} | {ratio} | {speed} | {zc} | {tgt} |")
     w("")
     w("### shm breakdown (medians, ms)")
     w("")
@@ -690,6 +719,10 @@ def report(results: list[SizeResult], info: dict[str, str], args: argparse.Names
           f"{'MET' if t['shm_within'] else 'NOT MET'}")
         w(f"- shm >= 20x faster than base64 JPEG HTTP: {tgt.http.median:.3f} / {tgt.shm.median:.3f} = "
           f"{t['speedup']:.1f}x -> {'MET' if t['speedup_ok'] else 'NOT MET'}")
+        if tgt.shm_zc:
+            w(f"- zero-copy client API (writing_shm + result_view): {tgt.shm_zc.median:.3f} ms -> "
+              f"{'MET' if t['zc_within'] else 'NOT MET'} (limit), {t['zc_speedup']:.1f}x vs base64 -> "
+              f"{'MET' if t['zc_speedup'] >= TARGET_SPEEDUP else 'NOT MET'}")
     w("")
     w("### Machine")
     w("")
@@ -716,7 +749,7 @@ def to_json(results: list[SizeResult], info: dict[str, str]) -> dict:
     for r in results:
         row: dict = {"size": r.label, "frames": r.frames, "notes": r.notes}
         row["page_faults_per_frame"] = r.faults
-        for name in ("memcpy", "memcpy_cold", "shm", "path", "http", "shm_daemon_ms", "path_daemon_ms"):
+        for name in ("memcpy", "memcpy_cold", "shm", "shm_zc", "path", "http", "shm_daemon_ms", "path_daemon_ms"):
             s = getattr(r, name)
             if s is not None:
                 row[name] = s.as_dict()
@@ -810,10 +843,12 @@ def main(argv: list[str] | None = None) -> int:
                 for rnd in range(rounds):
                     for name, cell in cells:
                         cell.run(res, per_round, warmup)  # type: ignore[attr-defined]
+                        if isinstance(cell, ShmCell):
+                            cell.run_zero_copy(res, per_round, warmup)
                 for name, cell in cells:
                     if isinstance(cell, ShmCell):
                         cell.breakdown(res, max(per_round, 20), warmup)
-                for name in ("memcpy", "shm", "path", "http"):
+                for name in ("memcpy", "shm", "shm_zc", "path", "http"):
                     stats = getattr(res, name)
                     if stats is not None:
                         log(f"{res.label:>9} {name:6} {stats.cell()}")
