@@ -23,6 +23,7 @@ from .osc import encode_message
 from .pixels import convert
 from .shm import ORIGIN_BOTTOM_LEFT, ShmError
 from .shm_channels import Channel
+from .monitor import TapFrames
 from .stages import Stage
 
 ReplyFn = Callable[[bytes], None]
@@ -69,6 +70,9 @@ class FrameJob:
     # server's socket); it returns False when it could not send, and the loop sends instead.
     # Saves the hop through the event loop on every frame.
     reply_direct: Callable[[bytes], bool] | None = field(default=None, repr=False)
+    # What run() just processed, for the monitor tap (bridge/monitor.py): read on the worker
+    # thread right after run(), never kept by the job's consumer.
+    tap: TapFrames | None = field(default=None, repr=False)
 
     def run(self, stage: Stage) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -86,6 +90,7 @@ class PathJob(FrameJob):
         image, fmt = read_image(self.input_path, max_pixels=self.security.max_pixels,
                                 max_bytes=self.security.max_file_bytes, frame_id=self.frame_id)
         result = run_stage(stage, image, fmt, 0, self.frame_id)
+        self.tap = TapFrames(image, result, fmt, 0)
         write_image_atomic(self.output_path, result, fmt, self.frame_id)
         self.latency_ms = elapsed_ms(self.received_ns)
         height, width = result.shape[:2]
@@ -151,6 +156,7 @@ class ShmJob(FrameJob):
                 raise self._gone()
             if result is not staged:
                 np.copyto(staged, result)
+            self.tap = TapFrames(ch.input.view(k), staged, ch.layout.format, ch.layout.origin)
             published = True
         finally:
             ch.output.end_write(out_k, self.frame_id, publish=published)

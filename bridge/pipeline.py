@@ -17,13 +17,16 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from collections import OrderedDict
 from typing import Hashable
 
+from .config import PipelineConfig
 from .errors import ClientError, ModelLoadError
 from .jobs import FrameJob, error_packet
 from .latest import LatestMailboxes, MailboxClosed
 from .osc import encode_message
 from . import protocol, stages
+from .monitor import FrameTap
 from .stats import PipelineStats
 
 log = logging.getLogger(__name__)
@@ -34,14 +37,20 @@ WORKER_JOIN_TIMEOUT_S = 1.0  # a stage stuck longer than this is abandoned at sh
 class Pipeline:
     """Owns the mailboxes, the worker thread, the active stage and the statistics."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, config: PipelineConfig | None = None) -> None:
         self.stats = PipelineStats()
         self._mailboxes: LatestMailboxes[FrameJob] = LatestMailboxes()
         self._initial_model = model
+        self.catalog = stages.Catalog(config)
         self._stage: stages.Stage | None = None
+        # Recently used models stay loaded (an artist flips between colour styles) within a
+        # byte budget of weights; the active one is never evicted. Loop thread only.
+        self._resident: OrderedDict[str, stages.Stage] = OrderedDict()
+        self._budget_bytes = (config or PipelineConfig()).memory_budget_mb * 1024 * 1024
         self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="p2p-loader")
         self._worker: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.monitor: FrameTap | None = None  # the monitor page's tap (bridge/monitor.py), when set
 
     @property
     def model_name(self) -> str:
@@ -50,7 +59,8 @@ class Pipeline:
     async def async_start(self) -> None:
         """Load the initial model (raises ModelLoadError) and start the worker thread."""
         self._loop = asyncio.get_running_loop()
-        self._stage = await self._loop.run_in_executor(self._loader, stages.load, self._initial_model)
+        self._stage = await self._loop.run_in_executor(self._loader, self.catalog.load, self._initial_model)
+        self._resident[self._initial_model] = self._stage
         self._worker = threading.Thread(target=self._work, name="p2p-worker", daemon=True)
         self._worker.start()
         log.info("pipeline ready: model %s", self.model_name)
@@ -76,6 +86,8 @@ class Pipeline:
             return None
         if overtaken is not None:
             self.stats.count_dropped()
+            if self.monitor is not None:
+                self.monitor.dropped(job.client)
         return overtaken
 
     def forget_client(self, client: Hashable) -> None:
@@ -83,14 +95,45 @@ class Pipeline:
         if self._mailboxes.discard(client) is not None:
             self.stats.count_dropped()
 
+    @property
+    def stage(self) -> stages.Stage | None:
+        """The active stage (the worker reads it once per frame)."""
+        return self._stage
+
+    def resident_models(self) -> list[str]:
+        return list(self._resident)
+
     async def async_switch_model(self, spec: str) -> str:
-        """Load ``spec`` on the loader thread, then make it the active stage; returns its name."""
-        stages.validate_name(spec)
+        """Make ``spec`` the active stage; returns its name.
+
+        A resident model switches at once; otherwise it loads (and warms up) on the loader
+        thread while the old model keeps serving, and the switch happens at the next frame
+        boundary: no frame is dropped or blank during a swap.
+        """
+        self.catalog.validate(spec)
         assert self._loop is not None
-        stage = await self._loop.run_in_executor(self._loader, stages.load, spec)
+        stage = self._resident.get(spec)
+        if stage is None:
+            stage = await self._loop.run_in_executor(self._loader, self.catalog.load, spec)
+        self._resident[spec] = stage
+        self._resident.move_to_end(spec)
         self._stage = stage  # an atomic reference swap: the worker reads it once per frame
-        log.info("model switched to %s", stage.name)
+        self._evict()
+        log.info("model switched to %s (resident: %s)", stage.name, ", ".join(self._resident))
         return stage.name
+
+    def _evict(self) -> None:
+        """Unload least recently used models until the resident weights fit the budget."""
+        def total() -> int:
+            return sum(int(getattr(st, "nbytes", 0)) for st in self._resident.values())
+
+        while total() > self._budget_bytes and len(self._resident) > 1:
+            name = next(iter(self._resident))
+            if self._resident[name] is self._stage:
+                self._resident.move_to_end(name)
+                continue
+            del self._resident[name]
+            log.info("model %s unloaded (memory budget %d MiB)", name, self._budget_bytes >> 20)
 
     # -- worker thread ------------------------------------------------------------------
     def _work(self) -> None:
@@ -108,10 +151,14 @@ class Pipeline:
             try:
                 packet = job.run(stage)
                 self.stats.count_processed(job.latency_ms)
+                if self.monitor is not None:
+                    self.monitor.offer(job)
             except ClientError as exc:
                 self.stats.count_error()
                 log.info("frame %d from %s: %s: %s", exc.frame_id, job.client, exc.code, exc.message)
                 packet = error_packet(exc.code, exc.message, exc.frame_id)
+                if self.monitor is not None:
+                    self.monitor.error(job.client, exc.code, exc.message, exc.frame_id)
             except Exception as exc:  # a bug must not kill the worker: report it and go on
                 self.stats.count_error()
                 log.exception("frame %d from %s failed", job.frame_id, job.client)
@@ -124,8 +171,8 @@ class Pipeline:
                 return
 
 
-def model_list_packet() -> bytes:
-    return encode_message(protocol.MODELS_LIST, *stages.available())
+def model_list_packet(catalog: stages.Catalog | None = None) -> bytes:
+    return encode_message(protocol.MODELS_LIST, *(catalog.available() if catalog else stages.available()))
 
 
 __all__ = ["Pipeline", "ModelLoadError", "model_list_packet"]

@@ -23,7 +23,8 @@ FRAME_READY = f"{PREFIX}/frame/ready"
 FRAME_DROPPED = f"{PREFIX}/frame/dropped"
 SHM_OPENED = f"{PREFIX}/shm/opened"
 SHM_CLOSED = f"{PREFIX}/shm/closed"
-MODEL_CHANGED = f"{PREFIX}/model/changed"
+MODEL_CHANGED = f"{PREFIX}/model/changed"  # reply to /model with no argument: the active model
+MODEL_READY = f"{PREFIX}/model/ready"  # reply to a switch, once the new model serves
 MODELS_LIST = f"{PREFIX}/models/list"
 STATUS_REPLY = f"{PREFIX}/status/reply"
 
@@ -55,6 +56,7 @@ ERROR_CODES: dict[str, str] = {
     "shm_torn": "the frame changed while it was read (writer died or overran the ring)",
     "shm_frame_missing": "no slot of the channel holds that frame id",
     "too_many_channels": "the shared-memory channel limit is reached",
+    "ws_bad_frame": "a WebSocket frame message with a bad header, or a payload that is truncated or overlong",
     "internal": "an unexpected error in the bridge (see its log)",
 }
 
@@ -104,7 +106,9 @@ ADDRESSES: tuple[Address, ...] = (
     Address(f"{PREFIX}/shm/close", ("s",), "Close a shared-memory channel and delete its files.",
             reply="/pose2person/shm/closed s channel", arg_names=("channel",)),
     Address(f"{PREFIX}/model", ("s", ""), "Switch the model (no argument: ask which one is active).",
-            reply="/pose2person/model/changed s name", access=3, arg_names=("name",)),
+            reply="/pose2person/model/ready s name (a switch, once the new model serves); "
+                  "/pose2person/model/changed s name (no argument: the active model)", access=3,
+            arg_names=("name",)),
     Address(f"{PREFIX}/models", ("",), "List the available model names.",
             reply="/pose2person/models/list s name...", access=1),
     Address(f"{PREFIX}/status", ("",), "Pipeline statistics.",

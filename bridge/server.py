@@ -22,6 +22,7 @@ from .control import Controller, Router
 from .errors import TransportError
 from . import stages
 from .memtune import tune_allocator
+from .monitor import FrameTap
 from .pipeline import Pipeline
 from .shm_channels import ChannelRegistry
 from .transports.osc_tcp import OscTcpServer
@@ -43,7 +44,9 @@ class Bridge:
         self.should_exit = False
         self.force_exit = False
         self.started: asyncio.Event | None = None  # created on the loop in serve()
-        self.pipeline = Pipeline(config.pipeline.model)
+        self.pipeline = Pipeline(config.pipeline.model, config.pipeline)
+        self.monitor = FrameTap()  # the monitor page's bounded view of the pipeline
+        self.pipeline.monitor = self.monitor
         self.router = Router(config.osc.max_clients * 4)
         self.channels: ChannelRegistry | None = None
         self.controller: Controller | None = None
@@ -105,18 +108,24 @@ class Bridge:
     async def startup(self) -> None:
         cfg = self.config
         # A misspelt model name fails before any port is opened (loading it comes later).
-        stages.validate_name(cfg.pipeline.model)
+        self.pipeline.catalog.validate(cfg.pipeline.model)
         # 1. transports
         osc_port = await self._start_osc()
         http_port: int | None = None
         if cfg.http.enabled:
             from .transports.http import OscQueryServer  # aiohttp: loaded only when used
+            from .transports.ws import WebRoutes
 
+            assert self.controller is not None
+            web_routes = WebRoutes(cfg, self.controller, self.pipeline, self.monitor)
             self.http = OscQueryServer(cfg.http, osc_host=cfg.osc.host, osc_port_fn=lambda: osc_port,
                                        name=cfg.discovery.instance_name, status_fn=self.health,
-                                       value_fn=self._osc_value)
+                                       value_fn=self._osc_value, routes=web_routes.install)
             http_port = await self.http.async_start()
-            self._endpoint("http", f"http://{_fmt_host(cfg.http.host)}:{http_port}/ (OSCQuery, /health)")
+            base = f"http://{_fmt_host(cfg.http.host)}:{http_port}"
+            self._endpoint("http", f"{base}/ (OSCQuery, /health)")
+            self._endpoint("ws", f"ws{base[4:]}/ws (OSC and frames)")
+            self._endpoint("web", f"{base}/web/ (browser page), {base}/monitor (monitor)")
         # 2. pipeline
         await self.pipeline.async_start()
         # 3. discovery, last

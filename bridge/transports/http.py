@@ -104,13 +104,16 @@ class OscQueryServer:
     idempotent and closes the listener and open connections within ~0.5 s. ``osc_port_fn``,
     ``status_fn`` and ``value_fn`` are called per request on the event loop; they must be cheap
     and must not block. ``value_fn(path)`` returns the current value tuple of a method, or
-    ``None`` when it has none.
+    ``None`` when it has none. ``routes(app)``, if given, adds routes before the namespace's
+    catch-all (bridge/transports/ws.py: the WebSocket, the web and monitor pages).
     """
 
     def __init__(self, config: HttpConfig, *, osc_host: str, osc_port_fn: Callable[[], int], name: str,
                  status_fn: Callable[[], dict[str, Any]],
-                 value_fn: Callable[[str], tuple[Any, ...] | None] | None = None) -> None:
+                 value_fn: Callable[[str], tuple[Any, ...] | None] | None = None,
+                 routes: Callable[[web.Application], None] | None = None) -> None:
         self._config = config
+        self._routes = routes  # installs more routes (WebSocket, pages) before the catch-all
         self._osc_host = osc_host
         self._osc_port_fn = osc_port_fn
         self._name = name
@@ -162,6 +165,8 @@ class OscQueryServer:
         app = web.Application(middlewares=[self._error_middleware])
         app.router.add_get("/health", self._handle_health)
         # (a WebSocket route for OSCQuery LISTEN would be added here, before the catch-all)
+        if self._routes is not None:
+            self._routes(app)
         app.router.add_get("/{path:.*}", self._handle_namespace)
         return app
 

@@ -1,0 +1,229 @@
+"""WebSocket frames and OSC, the browser page and the monitor page, on the HTTP server.
+
+Routes added to the OSCQuery server's aiohttp app (before its catch-all):
+
+* ``GET /ws``: a WebSocket. Each **binary** message is one OSC packet (handed to the
+  :class:`~bridge.control.Controller` exactly like a UDP datagram) or one frame
+  (:mod:`bridge.wsframe` header + pixels), which becomes a
+  :class:`~bridge.wsframe.WsFrameJob` in the connection's latest-frame-wins mailbox.
+  Replies come back on the socket: OSC packets, and result frames. Text messages are
+  refused with ``malformed_packet``.
+* ``GET /web/...``: the files of ``sketches/web`` (the p5.js page and the monitor page).
+* ``GET /monitor``: redirects to ``/web/monitor.html``; ``GET /monitor/state``: the
+  monitor tap's JSON (clients, thumbnails, history, errors) plus models and counters.
+
+Bad input never stops the bridge: a bad frame is answered with ``/pose2person/error`` and
+logged (rate limited); a message over :data:`MAX_MESSAGE_BYTES` closes that connection
+with WebSocket code 1009 (the standard "message too big"); a client that vanishes
+mid-message loses only that message, and its waiting frame is dropped.
+
+Browsers do not apply the same-origin policy to WebSockets, so a page from any web site
+could otherwise talk to a bridge on localhost: connections whose ``Origin`` header is
+neither this server nor a loopback address are refused with 403. Tools that send no
+``Origin`` (Python, Node, TouchDesigner) are accepted, subject to ``--allow-client``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from pathlib import Path
+from typing import Hashable
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from .. import protocol, stages
+from ..config import Config
+from ..control import Controller
+from ..errors import ClientError
+from ..jobs import error_packet
+from ..logutil import RateLimitedLog
+from ..monitor import FrameTap
+from ..osc import encode_message
+from ..pipeline import Pipeline
+from ..wsframe import WsFrameJob, is_frame, parse_frame
+
+log = logging.getLogger(__name__)
+
+WEB_ROOT = Path(__file__).resolve().parents[2] / "sketches" / "web"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # larger messages close the connection (1009)
+SEND_QUEUE = 32  # messages waiting to go out per connection; beyond it replies are dropped
+HEARTBEAT_S = 20.0  # ping interval: a vanished browser is noticed within ~2 intervals
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+_conn_ids = itertools.count(1)
+
+
+class WsPeer:
+    """One WebSocket connection as the Controller sees it. Replies queue for a writer task,
+    so the loop never blocks on a slow browser; when the queue is full the newest reply is
+    dropped (frames are latest-wins anyway) and counted."""
+
+    __slots__ = ("key", "host", "_queue", "_closed", "dropped_replies")
+
+    def __init__(self, host: str, port: int) -> None:
+        self.key: Hashable = ("ws", host, port, next(_conn_ids))
+        self.host = host
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(SEND_QUEUE)
+        self._closed = False
+        self.dropped_replies = 0
+
+    def reply(self, packet: bytes) -> None:
+        """Queue one binary message (loop thread only)."""
+        if self._closed:
+            return
+        try:
+            self._queue.put_nowait(packet)
+        except asyncio.QueueFull:
+            self.dropped_replies += 1
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:
+            pass
+
+    async def pump(self, ws: web.WebSocketResponse) -> None:
+        """Send queued messages until closed or the socket fails."""
+        while True:
+            item = await self._queue.get()
+            if item is None or ws.closed:
+                return
+            try:
+                await ws.send_bytes(item)
+            except (ConnectionError, RuntimeError):
+                return
+
+
+class WebRoutes:
+    """Installs the WebSocket, web-page and monitor routes; tracks open sockets for shutdown."""
+
+    def __init__(self, config: Config, controller: Controller, pipeline: Pipeline, monitor: FrameTap,
+                 web_root: Path = WEB_ROOT) -> None:
+        self._config = config
+        self._controller = controller
+        self._pipeline = pipeline
+        self._monitor = monitor
+        self._web_root = web_root
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._ratelog = RateLimitedLog(log)
+        self._started = time.time()
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_get("/ws", self._handle_ws)
+        app.router.add_get("/monitor", self._handle_monitor_page)
+        app.router.add_get("/monitor/state", self._handle_monitor_state)
+        if self._web_root.is_dir():
+            app.router.add_get("/web", self._handle_web_index)
+            app.router.add_get("/web/", self._handle_web_index)
+            app.router.add_static("/web/", self._web_root, show_index=False, follow_symlinks=False)
+        else:
+            log.info("no web pages: %s is missing (installed without the sketches folder)", self._web_root)
+        app.on_shutdown.append(self._on_shutdown)
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"bridge shutting down")
+
+    # -- pages ----------------------------------------------------------------------------
+    async def _handle_web_index(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/web/index.html")
+
+    async def _handle_monitor_page(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/web/monitor.html")
+
+    async def _handle_monitor_state(self, request: web.Request) -> web.Response:
+        state = self._monitor.state()
+        s = self._pipeline.stats.snapshot()
+        state.update({
+            "model": self._pipeline.model_name,
+            "models": stages.available(),
+            "totals": {"fps": round(s.fps, 2), "mean_latency_ms": round(s.mean_latency_ms, 3),
+                       "p95_latency_ms": round(s.p95_latency_ms, 3), "received": s.received,
+                       "processed": s.processed, "dropped": s.dropped, "errors": s.errors},
+            "uptime_s": round(time.time() - self._started, 1),
+            "websockets": len(self._sockets),
+        })
+        return web.json_response(state)
+
+    # -- WebSocket ------------------------------------------------------------------------
+    def _origin_allowed(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        if not origin:
+            return True
+        host = (urlsplit(origin).hostname or "").lower()
+        if host in LOOPBACK_HOSTS:
+            return True
+        return urlsplit(f"//{request.host}").hostname == host
+
+    async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
+        peername = request.transport.get_extra_info("peername") if request.transport else None
+        host, port = (str(peername[0]), int(peername[1])) if peername else ("?", 0)
+        if not self._config.security.client_allowed(host):
+            self._ratelog.log(logging.WARNING, f"denied {host}", "WebSocket from %s refused by --allow-client", host)
+            raise web.HTTPForbidden(reason="client not allowed")
+        if not self._origin_allowed(request):
+            self._ratelog.log(logging.WARNING, "ws origin", "WebSocket from %s with Origin %s refused", host,
+                              request.headers.get("Origin"))
+            raise web.HTTPForbidden(reason="cross-origin WebSocket refused (open the page from the bridge)")
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, compress=False, heartbeat=HEARTBEAT_S)
+        await ws.prepare(request)
+        peer = WsPeer(host, port)
+        self._sockets.add(ws)
+        pump = asyncio.get_running_loop().create_task(peer.pump(ws))
+        log.info("WebSocket client %s:%d connected", host, port)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    self._on_binary(msg.data, peer)
+                elif msg.type == WSMsgType.TEXT:
+                    self._refuse(peer, ClientError("malformed_packet", "text messages are not OSC; send binary "
+                                                   "messages (one OSC packet or one frame each)"))
+                elif msg.type == WSMsgType.ERROR:
+                    exc = ws.exception()
+                    self._ratelog.log(logging.WARNING, f"ws error {host}", "WebSocket %s:%d closed: %s", host,
+                                      port, exc)
+                    break
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the client went away mid-message: only that message is lost
+        finally:
+            self._sockets.discard(ws)
+            peer.close()
+            self._controller.forget(peer.key)
+            if peer.dropped_replies:
+                log.info("WebSocket %s:%d: %d replies dropped (client too slow)", host, port, peer.dropped_replies)
+            try:
+                await asyncio.wait_for(pump, 0.5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pump.cancel()
+            log.info("WebSocket client %s:%d disconnected (code %s)", host, port, ws.close_code)
+        return ws
+
+    def _on_binary(self, data: bytes, peer: WsPeer) -> None:
+        if not is_frame(data):
+            self._controller.handle_packet(data, peer)
+            return
+        received = time.perf_counter_ns()
+        try:
+            header = parse_frame(data, self._config.security.max_pixels)
+        except ClientError as exc:
+            self._refuse(peer, exc)
+            return
+        job = WsFrameJob(peer.key, header.frame_id, received, peer.reply, message=data, header=header)
+        overtaken = self._pipeline.submit(job)
+        if overtaken is not None:
+            overtaken.reply(encode_message(protocol.FRAME_DROPPED, overtaken.frame_id, job.frame_id))
+
+    def _refuse(self, peer: WsPeer, exc: ClientError) -> None:
+        self._ratelog.log(logging.WARNING, f"{exc.code} {peer.host}", "%s from WebSocket %s: %s", exc.code,
+                          peer.key, exc.message)
+        if self._pipeline.monitor is not None:
+            self._pipeline.monitor.error(peer.key, exc.code, exc.message, exc.frame_id)
+        peer.reply(error_packet(exc.code, exc.message, exc.frame_id))
+
+
+__all__ = ["WebRoutes", "WsPeer", "MAX_MESSAGE_BYTES"]
