@@ -114,10 +114,18 @@ class FrameTap:
         self._started = time.time()
 
     # -- feeding (worker and loop threads) -------------------------------------------------
-    def offer(self, job: Any) -> None:
-        """One processed frame: ``job.client``, ``job.latency_ms`` and optional ``job.tap``."""
+    def offer(self, job: Any, stage: Any = None) -> None:
+        """One processed frame: ``job.client``, ``job.latency_ms`` and optional ``job.tap``.
+
+        Without a pose image in the tap, a stage's ``last_pose`` (the generator stage keeps the
+        pose image of its latest frame there) is used."""
         try:
-            self._offer(job.client, float(job.latency_ms), getattr(job, "tap", None))
+            tap = getattr(job, "tap", None)
+            pose = getattr(stage, "last_pose", None)
+            if tap is not None and tap.pose is None and isinstance(pose, np.ndarray) and pose.ndim == 3 \
+                    and pose.shape[2] == 3 and pose.dtype == np.uint8:
+                tap = TapFrames(tap.input, tap.output, tap.format, tap.origin, pose)
+            self._offer(job.client, float(job.latency_ms), tap)
         except Exception:  # never let the monitor cost a frame
             log.debug("monitor tap failed", exc_info=True)
 

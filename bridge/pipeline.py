@@ -152,7 +152,7 @@ class Pipeline:
                 packet = job.run(stage)
                 self.stats.count_processed(job.latency_ms)
                 if self.monitor is not None:
-                    self.monitor.offer(job)
+                    self.monitor.offer(job, stage)
             except ClientError as exc:
                 self.stats.count_error()
                 log.info("frame %d from %s: %s: %s", exc.frame_id, job.client, exc.code, exc.message)
