@@ -163,7 +163,7 @@ class BridgeClient:
         self.request(f"{protocol.PREFIX}/register", (reply_port,), protocol.REGISTERED)
 
     def set_model(self, name: str, timeout: float = 120.0) -> str:
-        return str(self.request(f"{protocol.PREFIX}/model", (name,), protocol.MODEL_CHANGED, timeout).args[0])
+        return str(self.request(f"{protocol.PREFIX}/model", (name,), protocol.MODEL_READY, timeout).args[0])
 
     def model(self) -> str:
         return str(self.request(f"{protocol.PREFIX}/model", (), protocol.MODEL_CHANGED).args[0])

@@ -81,7 +81,18 @@ class DiscoveryConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
+    """What the model worker runs. ``None`` overrides mean "as the model card says"."""
+
     model: str = "passthrough"
+    model_dirs: tuple[Path, ...] = ()  # searched before the shipped models/ and the user's models dir
+    device: str = "auto"  # auto = CUDA, then Apple MPS, then CPU
+    precision: str | None = None  # fp32 | fp16 | bf16
+    norm_mode: str | None = None  # stable | reference | eval (BatchNorm/dropout at inference)
+    accel: str = "auto"  # auto | eager | onednn | compile | cuda-graph
+    pose: str | None = None  # image | densepose | keypoints
+    densepose_model: str = "densepose_rcnn_R_50_FPN_s1x"  # the card --pose densepose uses
+    memory_budget_mb: int = 4096  # weights of resident (recently used) models kept loaded
+    warm_up: bool = True  # run each model once before it takes frames
 
 
 @dataclass(frozen=True)

@@ -287,7 +287,7 @@ class Controller:
             return
         spec = str(args.values[0])
         try:
-            stages.validate_name(spec)
+            self._pipeline.catalog.validate(spec)
         except ModelLoadError as exc:
             raise ClientError("unknown_model", str(exc)) from None
         task = asyncio.get_running_loop().create_task(self._async_switch(peer, spec))
@@ -300,10 +300,10 @@ class Controller:
         except ModelLoadError as exc:
             self._refuse(peer, ClientError("model_load_failed", str(exc)), f"{protocol.PREFIX}/model")
             return
-        peer.reply(encode_message(protocol.MODEL_CHANGED, name))
+        peer.reply(encode_message(protocol.MODEL_READY, name))
 
     def _models(self, peer: Peer, args: _Args) -> None:
-        peer.reply(model_list_packet())
+        peer.reply(model_list_packet(self._pipeline.catalog))
 
     def _status(self, peer: Peer, args: _Args) -> None:
         s = self._pipeline.stats.snapshot()

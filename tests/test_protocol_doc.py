@@ -18,7 +18,7 @@ def test_every_address_and_reply_is_documented() -> None:
     for address in protocol.ADDRESSES:
         assert f"`{address.path}`" in DOC, address.path
     for reply in (protocol.PONG, protocol.ERROR, protocol.REGISTERED, protocol.FRAME_DONE, protocol.FRAME_READY,
-                  protocol.FRAME_DROPPED, protocol.SHM_OPENED, protocol.SHM_CLOSED, protocol.MODEL_CHANGED,
+                  protocol.FRAME_DROPPED, protocol.SHM_OPENED, protocol.SHM_CLOSED, protocol.MODEL_CHANGED, protocol.MODEL_READY,
                   protocol.MODELS_LIST, protocol.STATUS_REPLY):
         assert reply in DOC, reply
 

@@ -381,13 +381,13 @@ def test_model_switch_models_list_and_frames_follow(bridge: RunningBridge) -> No
         # An unknown model is refused and the active one stays.
         client.send(f"{P}/model", "no-such-model")
         with pytest.raises(RemoteError) as err:
-            wait_msg(client, f"{P}/model/changed")
+            wait_msg(client, f"{P}/model/ready")
         assert err.value.code == "unknown_model"
         assert client.model() == "invert"
         # A known model that fails to load: refused after the attempt, the active one stays.
         client.send(f"{P}/model", "throttle:abc")
         with pytest.raises(RemoteError) as err:
-            wait_msg(client, f"{P}/model/changed")
+            wait_msg(client, f"{P}/model/ready")
         assert err.value.code == "model_load_failed"
         assert client.model() == "invert"
         pixels, _ = client.process_shm(session, frame, 4)

@@ -116,7 +116,9 @@ function onMessage(m) {
       for (const name of a) menu.option(name);
       if (p2p.model) menu.selected(p2p.model);
       break;
-    case "/pose2person/model/changed":
+    case "/pose2person/model/ready":
+    case "/pose2person/model/changed": // the active model (reply to /model without argument)
+    case "/pose2person/model/ready": // a switch is done
       p2p.model = a[0];
       if (p2p.models.includes(a[0])) menu.selected(a[0]);
       break;

@@ -1,0 +1,213 @@
+"""The generator stage: a client frame (or a pose) in, a picture of the trained person out.
+
+Per frame, on the pipeline worker thread:
+
+1. **pose image** from the card's (or ``--pose``) pose source: ``image`` (the frame is the
+   pose image, e.g. rendered by the client), ``densepose`` (the DensePose stage renders the
+   person in the card's ``pose_style``), or ``keypoints`` (a keypoint message, rendered by
+   :mod:`bridge.keypoints`; see :meth:`GeneratorStage.generate_from_pose`);
+2. **framing** to the training aspect (``squash`` / ``center-crop`` / ``letterbox``);
+3. **the reference path**: PIL bicubic squash, [-1, 1], the network, truncating uint8, RGB;
+4. **mapping back** to the client's frame size (``inverse`` or ``stretch``).
+
+The stage declares ``input_format = "RGB8"``, so the pipeline converts the client's pixels
+(BGRA from Processing, bottom-up float RGBA from TouchDesigner, ...) in one place
+(:mod:`bridge.pixels`) before and after.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..cards import ModelCard
+from ..errors import ModelLoadError
+from ..pose_types import PoseResult
+from .checkpoint import load_generator
+from .engine import GeneratorEngine
+from .nets import GeneratorSpec
+from .processing import InputContract, frame_input, map_output, model_input_size, normalize, reference_resize, to_uint8
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GeneratorOptions:
+    """Run-time choices that override the card (None = what the card says)."""
+
+    device: str = "auto"
+    precision: str | None = None
+    norm_mode: str | None = None
+    accel: str = "auto"
+    pose: str | None = None
+    seed: int = 0
+    warm_up: bool = True
+
+
+class PoseSource(Protocol):
+    """Turns an RGB client frame into the RGB pose image the generator was trained on."""
+
+    name: str
+
+    def pose_image(self, rgb: np.ndarray) -> np.ndarray: ...
+
+
+class ImagePose:
+    """The frame is the pose image already (a client rendered it)."""
+
+    name = "image"
+
+    def pose_image(self, rgb: np.ndarray) -> np.ndarray:
+        return rgb
+
+
+class DensePosePose:
+    """DensePose finds the people in the frame; the card's style renders them."""
+
+    name = "densepose"
+
+    def __init__(self, predictor: object, style: str) -> None:
+        from ..pose_render import STYLES
+
+        if style not in STYLES:
+            raise ModelLoadError(f"pose style {style!r} is not one of {', '.join(STYLES)}")
+        self.predictor, self.style = predictor, style
+        self.last_result: PoseResult | None = None
+
+    def pose_image(self, rgb: np.ndarray) -> np.ndarray:
+        from ..pose_render import render_pose
+
+        bgr = np.ascontiguousarray(rgb[..., ::-1])  # detectron2 semantics: the network reads BGR
+        result = self.predictor.predict(bgr)  # type: ignore[attr-defined]
+        self.last_result = result
+        return render_pose(result, self.style, bgr)
+
+
+class KeypointPose:
+    """Frames carry no pose for keypoint models; poses arrive as keypoint messages instead."""
+
+    name = "keypoints"
+
+    def pose_image(self, rgb: np.ndarray) -> np.ndarray:
+        return rgb  # an image sent to a keypoint model is taken as a rendered pose image
+
+
+class GeneratorStage:
+    """A model card's generator, ready for frames (the :class:`bridge.stages.Stage` contract)."""
+
+    input_format = "RGB8"
+
+    def __init__(self, card: ModelCard, engine: GeneratorEngine, contract: InputContract, pose: PoseSource,
+                 pose_style: str) -> None:
+        self.card, self.engine, self.contract, self.pose = card, engine, contract, pose
+        self.name = card.name
+        self.pose_style = pose_style
+        self.nbytes = engine.nbytes
+        self.last_pose: np.ndarray | None = None  # the latest pose image (RGB), for the monitor page
+
+    @property
+    def pose_source(self) -> str:
+        return self.pose.name
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.engine.describe()}, pose {self.pose.name} ({self.pose_style})"
+
+    def generate(self, pose_rgb: np.ndarray) -> np.ndarray:
+        """The generated RGB picture for an RGB pose image, at the pose image's size."""
+        self.last_pose = pose_rgb
+        framed, fmap = frame_input(pose_rgb, self.contract)
+        x = normalize(reference_resize(framed, self.contract))
+        y = self.engine.run(x[None])[0]
+        return map_output(to_uint8(y), fmap, self.contract)
+
+    def process(self, image: np.ndarray, fmt: str) -> np.ndarray:
+        return self.generate(self.pose.pose_image(image))
+
+    def generate_from_pose(self, result: PoseResult) -> np.ndarray:
+        """Render ``result`` in the card's style (on the style's own background), then generate."""
+        from ..pose_render import render_pose
+
+        return self.generate(render_pose(result, self.pose_style, None))
+
+    def warm_up(self) -> None:
+        w, h = model_input_size(self.contract.load_size, self.contract.load_size, self.contract)
+        self.engine.warm_up(w, h)
+
+
+def contract_from_card(card: ModelCard, opts: dict[str, str] | None = None) -> InputContract:
+    """The card's input contract; ``load_size``/``crop_size``/``preprocess`` from train_opt.txt
+    when the card leaves them at their defaults and the options file says otherwise."""
+    inp = card.input
+    load, crop, pre = inp.load_size, inp.crop_size, inp.preprocess
+    if opts:
+        load = int(opts.get("load_size", load)) if inp.load_size == 256 else load
+        crop = int(opts.get("crop_size", crop)) if inp.crop_size == 256 else crop
+        pre = opts.get("preprocess", pre) if inp.preprocess == "resize_and_crop" else pre
+        # test.py sets load_size = crop_size (TestOptions); serving follows the test path.
+        load = crop if pre == "resize_and_crop" else load
+    try:
+        return InputContract(load_size=load, crop_size=crop, preprocess=pre, framing=inp.framing,
+                             pad_color=inp.pad_color, aspect=inp.aspect, output_mapping=inp.output_mapping)
+    except ValueError as exc:
+        raise ModelLoadError(f"model card {card.name!r} [input]: {exc}") from None
+
+
+def spec_from_card(card: ModelCard) -> GeneratorSpec | None:
+    arch = dict(card.architecture)
+    if not arch:
+        return None
+    try:
+        return GeneratorSpec(**arch)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"model card {card.name!r} [architecture]: {exc}") from None
+
+
+def make_generator_stage(card: ModelCard, options: GeneratorOptions, densepose_card: ModelCard | None = None,
+                         ) -> GeneratorStage:
+    """Load ``card``'s weights safely and build its stage (warmed up unless told otherwise)."""
+    from .checkpoint import parse_train_opt
+
+    weights = card.verify_weights()
+    train_opt = weights.with_name("train_opt.txt")
+    opts = parse_train_opt(train_opt) if train_opt.is_file() else None
+    spec, sd = load_generator(weights, spec_from_card(card), train_opt if opts else None)
+    precision = options.precision or card.runtime.precision
+    norm_mode = options.norm_mode or card.runtime.norm_mode
+    engine = GeneratorEngine(spec, sd, device=options.device, precision=precision, norm_mode=norm_mode,
+                             accel=options.accel, seed=options.seed)
+    pose_name = options.pose or card.input.pose_source
+    pose: PoseSource
+    if pose_name == "image":
+        pose = ImagePose()
+    elif pose_name == "keypoints":
+        pose = KeypointPose()
+    elif pose_name == "densepose":
+        pose = DensePosePose(_densepose_predictor(densepose_card, options.device), card.input.pose_style)
+    else:
+        raise ModelLoadError(f"pose source {pose_name!r} is not one of image, densepose, keypoints")
+    stage = GeneratorStage(card, engine, contract_from_card(card, opts), pose, card.input.pose_style)
+    if options.warm_up:
+        stage.warm_up()
+    log.info("model %s", stage.describe())
+    return stage
+
+
+def _densepose_predictor(card: ModelCard | None, device: str) -> object:
+    if card is None:
+        raise ModelLoadError("--pose densepose needs a DensePose model card (models/densepose_rcnn_R_50_FPN_s1x); "
+                             "none was found")
+    try:
+        from ..densepose import DensePoseSettings, load_predictor
+    except ImportError as exc:
+        raise ModelLoadError(f"the DensePose stage is not available: {exc}") from None
+    path = card.weights_path()
+    if not path.is_file():
+        raise ModelLoadError(f"DensePose weights {path} are missing: run `pose2person models fetch {card.name}` "
+                             f"(or download {card.weights.url} to that path)")
+    cfg = card.extra.get("densepose", {}) if isinstance(card.extra.get("densepose"), dict) else {}
+    config_name = str(cfg.get("config", card.name))
+    return load_predictor(Path(path), config_name, device=device, settings=DensePoseSettings())
