@@ -254,3 +254,4 @@ def test_monitor_state_reports_ws_clients(ws_bridge: RunningBridge) -> None:
     assert (client["width"], client["height"], client["format"]) == (30, 40, "BGRA8")
     assert state["errors"][0]["code"] == "ws_bad_frame"
     assert state["model"] == "invert" and state["totals"]["processed"] == 1
+    assert "invert" in state["loaded"] and "passthrough" in state["models"]

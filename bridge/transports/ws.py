@@ -139,9 +139,12 @@ class WebRoutes:
     async def _handle_monitor_state(self, request: web.Request) -> web.Response:
         state = self._monitor.state()
         s = self._pipeline.stats.snapshot()
+        catalog = getattr(self._pipeline, "catalog", None)
+        resident = getattr(self._pipeline, "resident_models", None)
         state.update({
             "model": self._pipeline.model_name,
-            "models": stages.available(),
+            "models": catalog.available() if catalog is not None else stages.available(),
+            "loaded": resident() if resident is not None else [self._pipeline.model_name],
             "totals": {"fps": round(s.fps, 2), "mean_latency_ms": round(s.mean_latency_ms, 3),
                        "p95_latency_ms": round(s.p95_latency_ms, 3), "received": s.received,
                        "processed": s.processed, "dropped": s.dropped, "errors": s.errors},

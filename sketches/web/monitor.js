@@ -62,8 +62,11 @@ function render(s) {
   drawPlot($("plot-fps"), "frames/s", h.map((b) => b.fps), "#5bc0eb", "fps");
   drawPlot($("plot-latency"), "latency", h.map((b) => b.latency_ms), "#fde74c", "ms");
   drawPlot($("plot-drops"), "dropped + errors/s", h.map((b) => b.drops + b.errors), "#e55934", "/s");
+  const loaded = new Set(s.loaded || []);
   $("models").innerHTML = s.models.map((m) =>
-    `<span class="${m === s.model ? "active" : ""}">${esc(m)}</span>`).join("");
+    `<span class="${m === s.model ? "active" : loaded.has(m) ? "loaded" : ""}" ` +
+    `title="${m === s.model ? "active" : loaded.has(m) ? "loaded" : "available"}">${esc(m)}</span>`).join("") +
+    `<span class="legend">green: active, blue: loaded, grey: available</span>`;
   $("errors").innerHTML = s.errors.length ? s.errors.map((e) =>
     `<div>${new Date(e.time * 1000).toLocaleTimeString()} <span class="code">${esc(e.code)}</span> ` +
     `${esc(e.client)} frame ${e.frame_id}: ${esc(e.message)}</div>`).join("") : "none";
