@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--name", default=None, help="zeroconf instance name (default 'pose2person on <host>')")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"])
+    from .cli_models import add_model_options  # --device, --precision, --pose, --models-dir, ...
+
+    add_model_options(serve)
 
     disc = sub.add_parser("discover", help="list bridges (and other OSCQuery services) on the network")
     disc.add_argument("--interface", action="append", metavar="ADDR", default=[],
@@ -79,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each frame")
     send.add_argument("--no-progress", action="store_true", help="no progress bar")
     send.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+
+    from .cli_models import add_parsers as add_model_parsers  # models, check, run
+
+    add_model_parsers(sub)
     return parser
 
 
@@ -89,13 +96,14 @@ def _setup_logging(level: str) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from . import config as config_mod
+    from .cli_models import model_option_values
     from .server import Bridge
 
     cfg = config_mod.resolve(
         host=args.host, osc_port=args.osc_port, http_port=args.http_port, no_http=args.no_http, no_tcp=args.no_tcp,
         model=args.model, allow_roots=args.allow_roots, allow_clients=args.allow_clients, max_pixels=args.max_pixels,
         shm_dir=args.shm_dir, no_zeroconf=args.no_zeroconf, zeroconf_interfaces=args.zeroconf_interfaces,
-        instance_name=args.name, log_level=args.log_level,
+        instance_name=args.name, log_level=args.log_level, **model_option_values(args),
     )
     Bridge(cfg).run()
     return 0
@@ -117,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
     commands = {"serve": _serve, "discover": _discover, "send": _send}
+    from .cli_models import COMMANDS as generator_commands
+
+    commands.update(generator_commands)
     try:
         return commands[args.command](args)
     except BridgeError as exc:

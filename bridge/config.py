@@ -144,6 +144,14 @@ def resolve(
     zeroconf_interfaces: list[str] | None = None,
     instance_name: str | None = None,
     log_level: str = "info",
+    model_dirs: list[str] | None = None,
+    device: str = "auto",
+    precision: str | None = None,
+    norm_mode: str | None = None,
+    accel: str = "auto",
+    pose: str | None = None,
+    densepose_model: str = "densepose_rcnn_R_50_FPN_s1x",
+    memory_budget_mb: int = 4096,
 ) -> Config:
     """Validate raw option values and build the frozen :class:`Config`. Creates missing roots."""
     from .shm import default_shm_dir  # numpy-only module; kept lazy so config imports instantly
@@ -176,6 +184,9 @@ def resolve(
             ipaddress.ip_address(iface)
         except ValueError:
             raise ConfigError(f"--zeroconf-interface {iface!r} is not an IP address") from None
+    pipeline = resolve_pipeline(model=model, model_dirs=model_dirs, device=device, precision=precision,
+                                norm_mode=norm_mode, accel=accel, pose=pose, densepose_model=densepose_model,
+                                memory_budget_mb=memory_budget_mb)
     return Config(
         osc=OscConfig(host=host, port=_check_port("--osc-port", osc_port), tcp=not no_tcp),
         http=HttpConfig(host=host, port=_check_port("--http-port", http_port), enabled=not no_http),
@@ -185,6 +196,37 @@ def resolve(
             enabled=not no_zeroconf, interfaces=interfaces,
             instance_name=instance_name or os.environ.get("POSE2PERSON_NAME") or default_instance_name(),
         ),
-        pipeline=PipelineConfig(model=model),
+        pipeline=pipeline,
         log_level=log_level,  # type: ignore[arg-type]
     )
+
+
+PRECISION_CHOICES = ("fp32", "fp16", "bf16")
+NORM_MODE_CHOICES = ("stable", "reference", "eval")
+ACCEL_CHOICES = ("auto", "eager", "onednn", "compile", "cuda-graph")
+POSE_CHOICES = ("image", "densepose", "keypoints")
+
+
+def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None = None, device: str = "auto",
+                     precision: str | None = None, norm_mode: str | None = None, accel: str = "auto",
+                     pose: str | None = None, densepose_model: str = "densepose_rcnn_R_50_FPN_s1x",
+                     memory_budget_mb: int = 4096, warm_up: bool = True) -> PipelineConfig:
+    """Validate the model-side options (shared by ``serve``, ``run`` and ``check``)."""
+    for flag, value, choices in (("--precision", precision, PRECISION_CHOICES),
+                                 ("--norm-mode", norm_mode, NORM_MODE_CHOICES),
+                                 ("--accel", accel, ACCEL_CHOICES), ("--pose", pose, POSE_CHOICES)):
+        if value is not None and value not in choices:
+            raise ConfigError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+    if device != "auto" and device.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device must be auto, cpu, cuda[:N] or mps, not {device!r}")
+    if memory_budget_mb < 0:
+        raise ConfigError("--memory-budget-mb must be >= 0")
+    dirs: list[Path] = []
+    for raw in model_dirs or []:
+        d = Path(raw).expanduser()
+        if not d.is_dir():
+            raise ConfigError(f"--models-dir {raw}: not a directory")
+        dirs.append(d.resolve())
+    return PipelineConfig(model=model, model_dirs=tuple(dirs), device=device, precision=precision,
+                          norm_mode=norm_mode, accel=accel, pose=pose, densepose_model=densepose_model,
+                          memory_budget_mb=memory_budget_mb, warm_up=warm_up)

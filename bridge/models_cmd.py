@@ -1,0 +1,106 @@
+"""``pose2person models list|show|import|fetch``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .cards import card_to_toml, user_models_dir
+from .config import resolve_pipeline
+from .errors import ModelLoadError
+from .stages import REGISTRY, Catalog
+
+log = logging.getLogger(__name__)
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    return Catalog(resolve_pipeline(model_dirs=getattr(args, "model_dirs", None)))
+
+
+def run_models(args: argparse.Namespace) -> int:
+    handler = {"list": _list, "show": _show, "import": _import, "fetch": _fetch}[args.models_command]
+    return handler(args)
+
+
+def _weights_state(card: object) -> str:
+    try:
+        path = card.weights_path()  # type: ignore[attr-defined]
+    except ModelLoadError:
+        return "no weights"
+    return "ready" if path.is_file() else "weights missing"
+
+
+def _list(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    cards = catalog.cards()
+    rows = [{"name": n, "kind": "built-in", "pose": "image", "state": "ready", "where": ""} for n in REGISTRY]
+    rows += [{"name": c.name, "kind": c.kind, "pose": c.input.pose_source, "state": _weights_state(c),
+              "where": str(c.folder)} for c in sorted(cards.values(), key=lambda c: c.name)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['kind']:<10} {r['pose']:<10} {r['state']:<16} {r['where']}")
+    print(f"\nmodel folders searched: {', '.join(str(d) for d in catalog.dirs) or '(none)'}", file=sys.stderr)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    if args.name in REGISTRY:
+        print(f"{args.name}: a built-in numpy model (no weights)")
+        return 0
+    card = catalog.card(args.name)
+    if card is None:
+        raise ModelLoadError(f"no model called {args.name!r}; see `pose2person models list`")
+    print(f"# {card.folder / 'card.toml'}")
+    print(card_to_toml(card), end="")
+    try:
+        path = card.verify_weights()
+        print(f"# weights: {path} ({path.stat().st_size} bytes) match the card")
+    except ModelLoadError as exc:
+        print(f"# weights: {exc}")
+        return 1
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .generator.importer import import_checkpoint_folder
+
+    try:
+        pad = tuple(int(v) for v in args.pad_color.split(","))
+        if len(pad) != 3 or not all(0 <= v <= 255 for v in pad):
+            raise ValueError
+    except ValueError:
+        raise ModelLoadError(f"--pad-color must be R,G,B with values 0..255, not {args.pad_color!r}") from None
+    dest = Path(args.dest).expanduser() if args.dest else user_models_dir()
+    card = import_checkpoint_folder(Path(args.source), dest, name=args.name, role=args.generator, epoch=args.epoch,
+                                    pose_source=args.pose_source, pose_style=args.pose_style, framing=args.framing,
+                                    pad_color=pad, link=args.link, force=args.force)  # type: ignore[arg-type]
+    print(f"imported {card.name!r}: {card.folder / 'card.toml'}")
+    print(f"serve it with: pose2person serve --model {card.name}"
+          + (f" --models-dir {dest}" if args.dest else ""))
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    card = catalog.card(args.name)
+    if card is None:
+        raise ModelLoadError(f"no model called {args.name!r}; see `pose2person models list`")
+    if card.kind != "densepose":
+        if _weights_state(card) == "ready":
+            print(f"{card.name}: weights already at {card.weights_path()}")
+            return 0
+        raise ModelLoadError(f"{card.name}: only DensePose model-zoo weights are downloadable; "
+                             f"put the weights at {card.weights_path()}")
+    from .densepose.weights import fetch_zoo_weights
+
+    path = fetch_zoo_weights(card.name, Path(args.cache_dir) if args.cache_dir else None,
+                             progress=not args.no_progress)
+    print(f"{card.name}: {path}")
+    return 0
