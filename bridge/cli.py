@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--no-progress", action="store_true", help="no progress bar")
     send.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
+    from .cli_tools import add_parsers  # synth, dataset build, train, demo
+
+    add_parsers(sub)
     from .cli_models import add_parsers as add_model_parsers  # models, check, run
 
     add_model_parsers(sub)
@@ -125,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
     commands = {"serve": _serve, "discover": _discover, "send": _send}
+    from .cli_tools import COMMANDS as model_commands
+
+    commands.update(model_commands)
     from .cli_models import COMMANDS as generator_commands
 
     commands.update(generator_commands)

@@ -714,7 +714,7 @@ def frames_to_jsonl(records: Iterable[tuple[str, KeypointFrame]]) -> str:
     """The ``.jsonl`` text :func:`read_keypoint_file` reads (pixel coordinates, ``px`` layout)."""
     lines = []
     for key, f in records:
-        people = [[round(float(v), 3) for v in person.reshape(-1)] for person in f.people]
+        people = [[float(v) for v in person.reshape(-1)] for person in f.people]  # float32 values, exact
         lines.append(json.dumps({"key": key, "layout": f.layout + "px", "frame_id": f.frame_id, "width": f.width,
                                  "height": f.height, "people": people}, separators=(",", ":")))
     return "\n".join(lines) + ("\n" if lines else "")

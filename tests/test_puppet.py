@@ -1,0 +1,93 @@
+"""The synthetic puppet: deterministic by seed, inside its joint limits, pairs aligned with the keypoint render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridge import keypoints as kp
+from bridge import puppet as pp
+from bridge.dataset_layout import read_rgb
+from bridge.pose_render import render_pose
+from bridge.puppet_render import render_person
+from bridge.synth_cmd import SynthOptions, random_sample, run_synth
+
+SIZE = 96
+
+
+def test_same_seed_same_pictures_other_seed_other_pictures(tmp_path: Path) -> None:
+    opts = SynthOptions(count=6, seed=5, size=SIZE, characters=("all",), max_people=2)
+    run_synth(tmp_path / "a", opts, progress=False)
+    run_synth(tmp_path / "b", SynthOptions(**{**opts.__dict__, "count": 8}), progress=False)
+    run_synth(tmp_path / "c", SynthOptions(**{**opts.__dict__, "seed": 6}), progress=False)
+    for name in ("000001", "000003", "000005"):
+        a = (tmp_path / "a" / "train" / f"{name}.png").read_bytes()
+        assert a == (tmp_path / "b" / "train" / f"{name}.png").read_bytes()  # sample i ignores --count
+        assert a != (tmp_path / "c" / "train" / f"{name}.png").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "a" / "testA").iterdir()) == ["000000.png"]
+    lines = (tmp_path / "a" / "keypoints.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and json.loads(lines[0])["split"] == "test"
+
+
+def test_random_poses_respect_the_joint_limits_and_fit_the_frame() -> None:
+    rng = np.random.default_rng(0)
+    seen: dict[str, list[float]] = {}
+    for i in range(150):
+        char = list(pp.CHARACTERS.values())[i % len(pp.CHARACTERS)]
+        pose = pp.random_pose(rng, SIZE, char)
+        for name, value in pose.angles().items():
+            lo, hi = pp.limit_of(name)
+            assert lo <= value <= hi, (name, value)
+            seen.setdefault(name, []).append(value)
+        pts = pp.pose_keypoints(pose, char)
+        assert (pts[:, :2] >= 0).all() and (pts[:, :2] <= SIZE).all()
+    for name, values in seen.items():  # the range is used, not just the rest pose
+        lo, hi = pp.limit_of(name)
+        assert max(values) - min(values) > 0.5 * (hi - lo), name
+    # Out-of-range angles are clipped, never drawn.
+    wild = pp.Pose(48, 50, 20, elbow_l=400.0, knee_r=-300.0, lean=90.0).clipped()
+    assert (wild.elbow_l, wild.knee_r, wild.lean) == (150.0, -60.0, 18.0)
+
+
+def test_dance_is_smooth_and_stays_in_frame() -> None:
+    char = pp.CHARACTERS["bo"]
+    poses = pp.dance(np.random.default_rng(3), SIZE, char, 60)
+    pts = np.stack([pp.pose_keypoints(p, char)[:, :2] for p in poses])
+    assert (pts >= 0).all() and (pts <= SIZE).all()
+    step = np.abs(np.diff(pts, axis=0)).max()
+    assert step < 0.08 * SIZE  # no joint jumps more than a few pixels between frames
+    assert np.abs(pts[-1] - pts[0]).max() > 0.1 * SIZE  # and it does move
+
+
+@pytest.mark.parametrize("layout", kp.LAYOUTS)
+def test_pose_image_is_the_keypoint_render_and_the_person_is_aligned(layout: str) -> None:
+    opts = SynthOptions(size=SIZE, layout=layout, characters=("all",), max_people=3, seed=2)
+    for index in range(4):
+        sample = random_sample(opts, index)
+        # What a client sending these keypoints over OSC gets drawn, bit for bit.
+        sent = kp.parse_keypoint_args(sample.frame.to_osc_args())
+        np.testing.assert_array_equal(render_pose(kp.keypoints_to_pose(sent), "dp_segm"), sample.pose_rgb)
+        np.testing.assert_array_equal(render_person(sent, sample.characters), sample.person_rgb)
+        # Aligned: every body-part pixel of the pose image is painted in the person image, and the
+        # person's extra pixels (hair, skirts) stay close to the body.
+        body = (sample.pose_rgb != 255).any(-1)
+        dressed = (sample.person_rgb != 255).any(-1)
+        assert body.sum() > 100
+        assert (dressed[body]).mean() > 0.99
+        assert (dressed & ~body).sum() < 0.5 * body.sum()
+
+
+def test_written_pairs_are_side_by_side_and_match_a_and_b(tmp_path: Path) -> None:
+    run_synth(tmp_path, SynthOptions(count=3, size=SIZE, seed=1, sequence=True), progress=False)
+    ab = read_rgb(tmp_path / "train" / "000000.png")
+    a = read_rgb(tmp_path / "trainA" / "000000.png")
+    b = read_rgb(tmp_path / "trainB" / "000000.png")
+    assert ab.shape == (SIZE, 2 * SIZE, 3)
+    np.testing.assert_array_equal(ab[:, :SIZE], a)
+    np.testing.assert_array_equal(ab[:, SIZE:], b)
+    frames = kp.read_keypoint_file(tmp_path / "keypoints.jsonl")
+    again = render_pose(kp.keypoints_to_pose(frames["0"]), "dp_segm")
+    np.testing.assert_array_equal(again, a)
