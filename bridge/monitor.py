@@ -213,7 +213,7 @@ class FrameTap:
             buckets = {b.second: b for b in self._history}
             errors = list(self._errors)
         history = []
-        for second in range(now - history_s + 1, now + 1):
+        for second in range(now - history_s, now):  # complete seconds only: the current one is partial
             b = buckets.get(second)
             history.append({
                 "t": second,

@@ -84,6 +84,12 @@ def test_p5_page_and_monitor_in_chromium(web_bridge: RunningBridge, tmp_path: Pa
             monitor = context.new_page()
             monitor.on("pageerror", lambda e: console.append(f"monitor pageerror: {e}"))
             monitor.goto(f"{base}/monitor")
+            # Thumbnails refresh at most twice a second: wait for two taken after the switch back to invert.
+            monitor.wait_for_function("window.monitor.lastState && window.monitor.lastState.clients.length > 0")
+            first = monitor.evaluate("window.monitor.lastState.clients.find(c => c.client.startsWith('ws ')).version")
+            monitor.wait_for_function(
+                f"window.monitor.lastState.clients.find(c => c.client.startsWith('ws ')).version >= {first + 2}",
+                timeout=15_000)
             monitor.wait_for_function(
                 """() => { const s = window.monitor.lastState; if (!s) return false;
                            const c = s.clients.find(c => c.client.startsWith('ws '));
