@@ -1,0 +1,206 @@
+"""The generator stage in a real daemon: Colab folders imported as cards, frames over shm and
+file paths compared with an independent expectation, the check command, hot swap under load."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bridge.client import BridgeClient, RemoteError
+from bridge.generator.checkpoint import write_train_opt
+from conftest import REPO, start_bridge
+from generator_reference import functional_forward, random_checkpoint, reference_keys
+
+P = "/pose2person"
+
+
+def colab_folder(root: Path, name: str, net_g: str, norm: str, model: str, seed: int) -> Path:
+    """A checkpoints/<name>/ folder as the pytorch-CycleGAN-and-pix2pix Colab leaves it."""
+    folder = root / "checkpoints" / name
+    folder.mkdir(parents=True)
+    dropout = model == "pix2pix"
+    sd = random_checkpoint(reference_keys(net_g, 4, norm, dropout and net_g.startswith("resnet")), seed=seed)
+    files = ["latest_net_G.pth"] if model == "pix2pix" else ["latest_net_G_A.pth", "latest_net_G_B.pth"]
+    for f in files:
+        torch.save(sd, folder / f)
+    torch.save({"model.0.weight": torch.zeros(4, 6, 4, 4)}, folder / files[0].replace("_G", "_D"))
+    write_train_opt(folder / "train_opt.txt", {
+        "netG": net_g, "ngf": 4, "norm": norm, "no_dropout": not dropout, "input_nc": 3, "output_nc": 3,
+        "load_size": 128 if model == "pix2pix" else 72, "crop_size": 128 if model == "pix2pix" else 64,
+        "preprocess": "resize_and_crop",
+        "direction": "AtoB", "model": model, "name": name})
+    return folder
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bridge", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("gen")
+    dest = root / "models"
+    for name, net_g, norm, model, seed in (("artist", "resnet_6blocks", "instance", "cycle_gan", 1),
+                                           ("styleb", "unet_128", "batch", "pix2pix", 2)):
+        folder = colab_folder(root, name, net_g, norm, model, seed)
+        done = cli("models", "import", str(folder), "--dest", str(dest))
+        assert done.returncode == 0, done.stderr
+    return dest
+
+
+def expected_output(models: Path, name: str, rgb: np.ndarray) -> np.ndarray:
+    """test.py's path computed here: PIL squash to 64, ToTensor/Normalize, a functional forward of
+    the checkpoint, tensor2im's truncation; then the documented resize back (cv2, area when shrinking)."""
+    folder = {"artist": "latest_net_G_A.pth", "styleb": "latest_net_G.pth"}[name]
+    sd = torch.load(models / name / folder, weights_only=True)
+    net_g, norm = ("resnet_6blocks", "instance") if name == "artist" else ("unet_128", "batch")
+    size = 64 if name == "artist" else 128
+    squashed = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BICUBIC)).astype(np.float32)
+    x = torch.from_numpy(((squashed / np.float32(255) - np.float32(0.5)) / np.float32(0.5)).transpose(2, 0, 1))[None]
+    y = functional_forward(x, sd, net_g, norm)[0].numpy()
+    out = ((y.transpose(1, 2, 0) + 1) / 2 * 255).astype(np.uint8)
+    h, w = rgb.shape[:2]
+    return cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA if w < size and h < size else cv2.INTER_LINEAR)
+
+
+def camera_bgra(h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    frame[..., 3] = 255
+    return frame
+
+
+def test_import_wrote_cards_with_the_training_options(models: Path) -> None:
+    card = (models / "artist" / "card.toml").read_text()
+    assert 'file = "latest_net_G_A.pth"' in card and 'net_g = "resnet_6blocks"' in card
+    assert "load_size = 64" in card  # test.py serves at crop_size (load_size 72 was for training crops)
+    listed = cli("models", "list", "--models-dir", str(models))
+    assert listed.returncode == 0 and "artist" in listed.stdout and "styleb" in listed.stdout
+    shown = cli("models", "show", "styleb", "--models-dir", str(models))
+    assert shown.returncode == 0 and "match the card" in shown.stdout
+    again = cli("models", "import", str(models.parent / "checkpoints" / "artist"), "--dest", str(models))
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_frames_over_shm_and_paths_match_the_reference_test_path(models: Path, tmp_path: Path) -> None:
+    bridge = start_bridge(tmp_path, "--model", "artist", "--models-dir", str(models), timeout=120)
+    try:
+        with BridgeClient("127.0.0.1", bridge.osc_port, timeout=60) as client:
+            frame = camera_bgra(48, 80, 1)  # Processing-style BGRA8, not square
+            session = client.open_shm("cam", 80, 48, "BGRA8")
+            out, latency = client.process_shm(session, frame, 7)
+            expected = expected_output(models, "artist", np.ascontiguousarray(frame[..., 2::-1]))
+            assert out.shape == frame.shape and (out[..., 3] == 255).all()
+            diff = np.abs(out[..., 2::-1].astype(int) - expected.astype(int))
+            assert diff.max() <= 1, diff.max()
+            assert latency > 0
+            # The same through a file path (BGR PNG on disk, result PNG written atomically).
+            path = bridge.root / "in.png"
+            cv2.imwrite(str(path), frame[..., :3])
+            done = client.process_path(str(path), str(bridge.root / "out.png"), 8)
+            assert (done.width, done.height) == (80, 48)
+            result = cv2.imread(str(bridge.root / "out.png"))
+            assert np.abs(result[..., ::-1].astype(int) - expected.astype(int)).max() <= 1
+            assert client.model() == "artist"
+    finally:
+        bridge.stop()
+
+
+def test_check_command_passes_in_fp32_over_shm(models: Path, tmp_path: Path) -> None:
+    img = tmp_path / "pose.png"
+    Image.fromarray(camera_bgra(64, 64, 3)[..., :3]).save(img)
+    wide = tmp_path / "wide.png"
+    Image.fromarray(camera_bgra(40, 90, 4)[..., :3]).save(wide)
+    done = cli("check", "styleb", str(img), str(wide), "--models-dir", str(models))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS" in done.stdout and "pose.png" in done.stdout and "wide.png" in done.stdout
+
+
+def test_hot_swap_under_load_keeps_frames_flowing(models: Path, tmp_path: Path) -> None:
+    bridge = start_bridge(tmp_path, "--model", "artist", "--models-dir", str(models), timeout=120)
+    try:
+        switcher = BridgeClient("127.0.0.1", bridge.osc_port, timeout=120)
+        client = BridgeClient("127.0.0.1", bridge.osc_port, timeout=30)
+        session = client.open_shm("load", 64, 64, "RGB8")
+        stop = threading.Event()
+        replies: list[str] = []
+
+        def switch() -> None:
+            names = ["styleb", "artist", "passthrough", "invert", "styleb", "artist"]
+            for name in names:
+                replies.append(switcher.set_model(name, timeout=120))
+            stop.set()
+
+        thread = threading.Thread(target=switch)
+        thread.start()
+        ids: list[int] = []
+        blank = 0
+        fid = 0
+        while not stop.is_set() or fid < 10:
+            fid += 1
+            frame = camera_bgra(64, 64, fid)[..., :3].copy()
+            out, _ = client.process_shm(session, frame, fid)  # waits for this frame's own reply
+            ids.append(fid)
+            blank += int(out.max() == out.min())
+            if fid > 2000:
+                break
+        thread.join(60)
+        assert replies == ["styleb", "artist", "passthrough", "invert", "styleb", "artist"]
+        assert ids == list(range(1, len(ids) + 1))  # every frame answered, in order, no gap
+        assert blank == 0  # never a black or flat frame during a swap
+        status = client.status()
+        assert status.errors == 0 and status.dropped == 0
+        client.close()
+        switcher.close()
+    finally:
+        bridge.stop()
+
+
+def test_a_broken_model_is_refused_and_the_active_one_keeps_serving(models: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "models" / "broken"
+    bad.mkdir(parents=True)
+    (bad / "latest_net_G.pth").write_bytes(b"PK\x03\x04 not really a checkpoint")
+    (bad / "card.toml").write_text('name = "broken"\n[weights]\nfile = "latest_net_G.pth"\n')
+    bridge = start_bridge(tmp_path, "--model", "artist", "--models-dir", str(models), "--models-dir",
+                          str(tmp_path / "models"), timeout=120)
+    try:
+        with BridgeClient("127.0.0.1", bridge.osc_port, timeout=60) as client:
+            with pytest.raises(RemoteError) as err:
+                client.set_model("broken", timeout=60)
+            assert err.value.code == "model_load_failed" and "truncated or corrupt" in err.value.message
+            session = client.open_shm("cam", 32, 32, "RGB8")
+            out, _ = client.process_shm(session, camera_bgra(32, 32, 9)[..., :3].copy(), 1)
+            assert client.model() == "artist" and out.shape == (32, 32, 3)
+    finally:
+        bridge.stop()
+
+
+def test_run_offline_writes_images_and_videos(models: Path, tmp_path: Path) -> None:
+    images = tmp_path / "in"
+    images.mkdir()
+    rgb = camera_bgra(50, 70, 5)[..., :3].copy()
+    Image.fromarray(rgb).save(images / "a.png")
+    video = images / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for i in range(4):
+        writer.write(np.full((48, 64, 3), 30 * i, np.uint8))
+    writer.release()
+    out = tmp_path / "out"
+    done = cli("run", str(images), "-o", str(out), "--model", "artist", "--models-dir", str(models),
+               "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "5 frame(s)" in done.stdout
+    result = np.asarray(Image.open(out / "a.png").convert("RGB"))
+    assert np.abs(result.astype(int) - expected_output(models, "artist", rgb).astype(int)).max() <= 1
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    cap.release()
