@@ -8,9 +8,10 @@ For every sampled frame:
    images by the number their name ends in, or their name), in the frame's own pixels;
 2. frames with nobody in them, more than ``--max-people`` people, or no keypoints are dropped
    (and counted, with the reason);
-3. the pose image is drawn at the frame's size in ``--style`` (over white, as keypoint input is
-   served), then pose image and photo get the same square framing: ``letterbox`` pads to a square
-   (the photo with ``--pad-color``, white as the artist did; the pose image with its style's
+3. the pose image is drawn at the frame's size in ``--style``, as the daemon serves that source
+   (keypoints over white; DensePose over the camera frame, as detectron2's ``apply_net show``),
+   then pose image and photo get the same square framing: ``letterbox`` pads to a square (the
+   photo with ``--pad-color``, white as the artist did; a keypoint pose image with its style's
    background) or ``center-crop`` keeps the centred square; both are resized to ``--size``;
 4. the pair is written in the pytorch-CycleGAN-and-pix2pix layouts (:mod:`bridge.dataset_layout`).
 
@@ -71,7 +72,17 @@ class Summary:
         return {"kept": dict(self.kept), "dropped": dict(self.dropped), "inputs": self.per_input}
 
 
-PoseSource = Callable[[str, np.ndarray], "PoseResult | None"]  # (frame key, BGR frame) -> pose, None = no data
+PoseFn = Callable[[str, np.ndarray], "PoseResult | None"]  # (frame key, BGR frame) -> pose, None = no data
+
+
+@dataclass(frozen=True)
+class PoseSource:
+    """Where one input's poses come from. ``over_frame``: draw the pose image over the frame, as the
+    DensePose stage serves it (``dp_segm`` over the grayscale camera frame); keypoint input is
+    served over white, so keypoint datasets are drawn over white."""
+
+    poses: PoseFn
+    over_frame: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,7 +171,7 @@ def keypoint_source(files: dict[str, kp.KeypointFrame], min_score: float) -> Pos
             return None
         h, w = frame_bgr.shape[:2]
         return kp.keypoints_to_pose(kp.with_size(frame, w, h), min_score)
-    return pose
+    return PoseSource(pose, over_frame=False)
 
 
 def densepose_source(weights: str, config: str, device: str) -> PoseSource:
@@ -172,7 +183,7 @@ def densepose_source(weights: str, config: str, device: str) -> PoseSource:
 
     def pose(key: str, frame_bgr: np.ndarray) -> PoseResult | None:
         return predictor.predict(frame_bgr)
-    return pose
+    return PoseSource(pose, over_frame=True)
 
 
 def build(inputs: list[Path], sources: list[PoseSource], opts: BuildOptions) -> Summary:
@@ -193,7 +204,7 @@ def build(inputs: list[Path], sources: list[PoseSource], opts: BuildOptions) -> 
             if frame.bgr is None:
                 reason = "unreadable"
             else:
-                result = source(frame.key, frame.bgr)
+                result = source.poses(frame.key, frame.bgr)
                 if result is None:
                     reason = "no_keypoints"
                 elif result.empty:
@@ -207,7 +218,9 @@ def build(inputs: list[Path], sources: list[PoseSource], opts: BuildOptions) -> 
                 counts[reason] += 1
                 continue
             assert frame.bgr is not None and result is not None
-            pose_rgb = square(render_pose(result, opts.style), opts.framing, pose_pad, opts.size)  # type: ignore[arg-type]
+            drawn = render_pose(result, opts.style, frame.bgr if source.over_frame else None)  # type: ignore[arg-type]
+            pad = opts.pad_color if source.over_frame else pose_pad
+            pose_rgb = square(drawn, opts.framing, pad, opts.size)
             photo_rgb = square(frame.bgr[..., ::-1], opts.framing, opts.pad_color, opts.size, cv2.INTER_AREA)
             split = "test" if period and (kept_total // TEST_BLOCK) % period == period - 1 else "train"
             writer.write(frame.name, pose_rgb, photo_rgb, split)

@@ -91,3 +91,36 @@ def test_written_pairs_are_side_by_side_and_match_a_and_b(tmp_path: Path) -> Non
     frames = kp.read_keypoint_file(tmp_path / "keypoints.jsonl")
     again = render_pose(kp.keypoints_to_pose(frames["0"]), "dp_segm")
     np.testing.assert_array_equal(again, a)
+
+
+def test_demo_dance_frames_and_skeleton() -> None:
+    from bridge.demo_cmd import dance_frames, skeleton
+
+    frames = dance_frames(1.0, 8, SIZE, "mediapipe33", 2, seed=0)
+    assert len(frames) == 8 and [f.frame_id for f in frames] == list(range(1, 9))
+    assert all(f.count == 2 and f.layout == "mediapipe33" for f in frames)
+    again = dance_frames(1.0, 8, SIZE, "mediapipe33", 2, seed=0)
+    np.testing.assert_array_equal(frames[3].people, again[3].people)
+    img = skeleton(frames[0])
+    assert img.shape == (SIZE, SIZE, 3) and (img != 255).any()
+    assert len(kp.keypoints_to_pose(frames[0]).instances) == 2
+
+
+def test_demo_against_a_bridge_without_keypoint_support_fails_clearly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from bridge import protocol
+    from conftest import REPO, start_bridge
+
+    if f"{protocol.PREFIX}/keypoints" in protocol.ADDRESS_BY_PATH:
+        pytest.skip("this bridge answers keypoint messages; test_demo_model covers the full demo")
+    running = start_bridge(tmp_path)
+    try:
+        done = subprocess.run([sys.executable, "-m", "bridge", "demo", "-o", str(tmp_path / "d.mp4"), "--to",
+                               f"127.0.0.1:{running.osc_port}", "--seconds", "1", "--no-progress"],
+                              capture_output=True, text=True, cwd=REPO, timeout=60)
+    finally:
+        running.stop()
+    assert done.returncode == 1
+    assert "does not answer keypoint messages" in done.stderr
