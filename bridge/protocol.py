@@ -45,6 +45,8 @@ ERROR_CODES: dict[str, str] = {
     "image_decode_failed": "the input file is not a readable image (corrupt, truncated, unknown format)",
     "image_too_large": "the image or shm frame has more pixels than --max-pixels",
     "bad_dimensions": "zero, negative or otherwise impossible width/height",
+    "bad_keypoints": "a keypoint message with an unknown layout, a value count that is not a whole number of"
+                     " people, NaN/infinite or non-numeric values, or too many people (docs/KEYPOINTS.md)",
     "write_failed": "the output file could not be written",
     "unknown_model": "no model of that name",
     "model_load_failed": "the model exists but could not be loaded (the previous model stays active)",
