@@ -99,10 +99,10 @@ def frames_of(path: Path, opts: BuildOptions) -> Iterator[Frame]:
         for n, p in enumerate(images[:: max(opts.every, 1)]):
             if opts.max_frames and n >= opts.max_frames:
                 return
-            yield Frame(kp._frame_key(p.name), f"{path.name}_{p.stem}", cv2.imread(str(p), cv2.IMREAD_COLOR))
+            yield Frame(kp.frame_key(p.name), f"{path.name}_{p.stem}", cv2.imread(str(p), cv2.IMREAD_COLOR))
         return
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        yield Frame(kp._frame_key(path.name), path.stem, cv2.imread(str(path), cv2.IMREAD_COLOR))
+        yield Frame(kp.frame_key(path.name), path.stem, cv2.imread(str(path), cv2.IMREAD_COLOR))
         return
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():

@@ -586,7 +586,7 @@ def posed_people(frame: KeypointFrame, min_score: float = DEFAULT_MIN_SCORE) -> 
 
 # -- keypoint files (dataset builder) ---------------------------------------------------------
 
-def _frame_key(name: str) -> str:
+def frame_key(name: str) -> str:
     """File stems and CSV frame columns -> a lookup key: the integer frame index if the name ends in
     digits (``clip_000000000012_keypoints`` -> ``"12"``), else the name itself."""
     stem = re.sub(r"_keypoints$", "", Path(name).stem if "/" in name or "." in name else name)
@@ -631,7 +631,7 @@ def _placeholder(layout: str, flat: Sequence[float] | np.ndarray, normalised: bo
 
 
 def read_keypoint_file(path: str | Path, layout: str | None = None) -> dict[str, KeypointFrame]:
-    """Keypoints for the dataset builder, keyed by frame (see :func:`_frame_key`).
+    """Keypoints for the dataset builder, keyed by frame (see :func:`frame_key`).
 
     Accepted, by what ``path`` is:
 
@@ -651,10 +651,10 @@ def read_keypoint_file(path: str | Path, layout: str | None = None) -> dict[str,
     out: dict[str, KeypointFrame] = {}
     if p.is_dir():
         for f in sorted(p.glob("*.json")):
-            out[_frame_key(f.name)] = read_openpose_json(f, layout)
+            out[frame_key(f.name)] = read_openpose_json(f, layout)
         return out
     if p.suffix.lower() == ".json":
-        out[_frame_key(p.name)] = read_openpose_json(p, layout)
+        out[frame_key(p.name)] = read_openpose_json(p, layout)
         return out
     if p.suffix.lower() == ".jsonl":
         for n, line in enumerate(p.read_text().splitlines(), 1):
@@ -668,7 +668,7 @@ def read_keypoint_file(path: str | Path, layout: str | None = None) -> dict[str,
                                    norm)
             except (KeyError, TypeError, ValueError) as exc:
                 raise _bad(f"{p}:{n}: {exc}") from None
-            out[_frame_key(str(rec["key"]))] = frame
+            out[frame_key(str(rec["key"]))] = frame
         return out
     if p.suffix.lower() == ".csv":
         if layout is None:
@@ -687,7 +687,7 @@ def read_keypoint_file(path: str | Path, layout: str | None = None) -> dict[str,
                     raise _bad(f"{p}:{n}: bad row {row} ({exc})") from None
                 if not 0 <= joint < len(names) or not 0 <= person < MAX_PEOPLE:
                     raise _bad(f"{p}:{n}: joint {joint} / person {person} out of range for {lay}")
-                people = rows.setdefault(_frame_key(row["frame"].strip()), {})
+                people = rows.setdefault(frame_key(row["frame"].strip()), {})
                 people.setdefault(person, np.zeros((len(names), 3), np.float64))[joint] = values
         for key, people in rows.items():
             flat = np.concatenate([people[i].reshape(-1) for i in sorted(people)])
