@@ -167,6 +167,8 @@ class Controller:
     def _refuse(self, peer: Peer, exc: ClientError, address: str | None) -> None:
         self._ratelog.log(logging.WARNING, f"{exc.code} {peer.host}", "%s from %s:%s (%s): %s", exc.code,
                           peer.host, peer.key, address or "?", exc.message)
+        if self._pipeline.monitor is not None:  # the monitor page lists refusals too
+            self._pipeline.monitor.error(peer.key, exc.code, exc.message, exc.frame_id)
         peer.reply(error_packet(exc.code, exc.message, exc.frame_id))
 
     def _dispatch(self, message: OscMessage, peer: Peer) -> None:

