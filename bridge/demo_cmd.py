@@ -56,7 +56,9 @@ def dance_frames(seconds: float, fps: float, size: int, layout: str, people: int
     for k, char in enumerate(chars):
         poses = pp.dance(np.random.default_rng([seed, k]), size, char, frames, beat=max(int(fps), 4),
                          scale=(0.2 * shrink, 0.27 * shrink))
-        dx = (k - (people - 1) / 2) * size / people
+        # Centre each dancer's whole dance in its slot of the frame's width.
+        xs = np.concatenate([pp.pose_keypoints(p, char)[:, 0] for p in poses])
+        dx = (k + 0.5) * size / people - (float(xs.min()) + float(xs.max())) / 2
         dances.append([replace(p, x=p.x + dx) for p in poses])
     return [pp.keypoint_frame([d[f] for d in dances], chars, size, layout, frame_id=f + 1) for f in range(frames)]
 
