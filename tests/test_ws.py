@@ -255,3 +255,23 @@ def test_monitor_state_reports_ws_clients(ws_bridge: RunningBridge) -> None:
     assert state["errors"][0]["code"] == "ws_bad_frame"
     assert state["model"] == "invert" and state["totals"]["processed"] == 1
     assert "invert" in state["loaded"] and "passthrough" in state["models"]
+
+
+def test_shutdown_closes_open_websockets_promptly(tmp_path: Path) -> None:
+    running = start_bridge(tmp_path, "--model", "invert", http=True)
+
+    async def go() -> int | None:
+        async with aiohttp.ClientSession() as session, session.ws_connect(url(running)) as ws:
+            await ws.send_bytes(encode_message(f"{P}/ping", 1))
+            await receive(ws)
+            stopping = asyncio.get_running_loop().run_in_executor(None, running.stop)
+            msg = await ws.receive(timeout=5)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
+            assert await stopping == 0
+            return ws.close_code
+
+    try:
+        assert run(go()) == 1001  # "going away"
+        assert "stopped" in running.log_text() and "Traceback" not in running.log_text()
+    finally:
+        running.stop()

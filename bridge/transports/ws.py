@@ -191,7 +191,7 @@ class WebRoutes:
                     self._ratelog.log(logging.WARNING, f"ws error {host}", "WebSocket %s:%d closed: %s", host,
                                       port, exc)
                     break
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             pass  # the client went away mid-message: only that message is lost
         finally:
             self._sockets.discard(ws)
