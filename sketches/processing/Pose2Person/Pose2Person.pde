@@ -17,7 +17,7 @@ import java.net.InetSocketAddress;
 String BRIDGE_HOST = "";          // "" = find a bridge on the network (mDNS); else e.g. "127.0.0.1"
 int BRIDGE_PORT = 9400;           // the bridge's OSC port, used with BRIDGE_HOST
 boolean USE_SHM = true;           // false = file-path frames (PNG files in the bridge's allowed root)
-String POSE_MODEL = "densepose";  // the model whose output is the pose image (key P)
+String POSE_MODEL = "";           // the model whose output is the pose image (key P); "" = the first densepose_* model
 int W = 640;                      // the frame size sent to the bridge
 int H = 480;
 int STALL_MS = 1000;              // a frame unanswered this long is given up
@@ -217,8 +217,16 @@ public void keyPressed() {
     }
   } else if (key == 'p' || key == 'P') {
     if (modelBeforePose == null) {
+      String poseModel = POSE_MODEL;
+      for (int i = 0; i < models.length && poseModel.length() == 0; i++) {
+        if (models[i].startsWith("densepose")) poseModel = models[i];
+      }
+      if (poseModel.length() == 0) {
+        note = "no pose model on this bridge (set POSE_MODEL)";
+        return;
+      }
       modelBeforePose = model;
-      bridge.send(Pose2PersonBridge.P + "/model", POSE_MODEL);
+      bridge.send(Pose2PersonBridge.P + "/model", poseModel);
     } else {
       bridge.send(Pose2PersonBridge.P + "/model", modelBeforePose);
       modelBeforePose = null;
