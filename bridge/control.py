@@ -19,7 +19,10 @@ from typing import Callable, Hashable, Protocol
 from . import protocol, stages
 from .config import Config
 from .errors import ClientError, ModelLoadError
-from .jobs import PathJob, ShmJob, error_packet
+from .jobs import FrameJob, PathJob, ShmJob, error_packet
+from .keypoint_jobs import KeypointJob, KeypointTarget
+from .imageio import WRITE_EXTENSIONS
+from .keypoints import parse_keypoint_args
 from .logutil import RateLimitedLog
 from .osc import OscArg, OscDecodeError, OscMessage, decode_packet, encode_message
 from .paths import resolve_input, resolve_output
@@ -121,6 +124,7 @@ class Controller:
         self._next_frame_id = 0
         self._clients: OrderedDict[Hashable, float] = OrderedDict()  # key -> last seen (monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._keypoint_targets: OrderedDict[Hashable, KeypointTarget] = OrderedDict()  # bounded by max_clients
         self.malformed_packets = 0
         self._handlers: dict[str, Callable[[Peer, _Args], None]] = {
             f"{protocol.PREFIX}/ping": self._ping,
@@ -128,6 +132,9 @@ class Controller:
             f"{protocol.PREFIX}/register/host": self._register_host,
             f"{protocol.PREFIX}/frame/path": self._frame_path,
             f"{protocol.PREFIX}/frame/shm": self._frame_shm,
+            f"{protocol.PREFIX}/keypoints": self._keypoints,
+            f"{protocol.PREFIX}/keypoints/target": self._keypoints_target,
+            f"{protocol.PREFIX}/keypoints/target/path": self._keypoints_target_path,
             f"{protocol.PREFIX}/shm/open": self._shm_open,
             f"{protocol.PREFIX}/shm/close": self._shm_close,
             f"{protocol.PREFIX}/model": self._model,
@@ -177,6 +184,9 @@ class Controller:
         if handler is None or spec is None:
             raise ClientError("unknown_address", f"unknown address {message.address}; "
                               f"see GET / on the HTTP port or docs/PROTOCOL.md")
+        if spec.variadic and message.typetags.startswith("s"):  # the handler checks every value itself
+            handler(peer, _Args(tuple(message.args), message.typetags))
+            return
         args = _coerce(message.args, message.typetags, spec.signatures)
         if args is None:
             wanted = " or ".join(f"',{s}'" for s in spec.signatures)
@@ -204,6 +214,7 @@ class Controller:
         """A connection-based client left: drop its state and its pending frames (path frames
         are keyed by the client, shm frames by client and channel)."""
         self._clients.pop(key, None)
+        self._keypoint_targets.pop(key, None)
         self._pipeline.forget_client(key)
         for name in self._channels.names():
             self._pipeline.forget_client((key, name))
@@ -260,7 +271,47 @@ class Controller:
         self._submit(ShmJob((peer.key, name), frame_id, received, _frame_reply(peer),
                             reply_direct=getattr(peer, "reply_from_worker", None), channel=channel))
 
-    def _submit(self, job: PathJob | ShmJob) -> None:
+    def _keypoints(self, peer: Peer, args: _Args) -> None:
+        received = time.perf_counter_ns()
+        frame = parse_keypoint_args(args.values)  # ClientError bad_keypoints / bad_dimensions
+        target = self._keypoint_targets.get(peer.key)
+        if target is None:
+            raise ClientError("no_target", "send /pose2person/keypoints/target s channel (after "
+                              "/pose2person/shm/open) or /pose2person/keypoints/target/path s output_path first",
+                              frame.frame_id)
+        if target.channel is not None:
+            try:  # the channel may have been re-opened with another size: take the current one
+                target = KeypointTarget(channel=self._channels.get(target.channel.name))
+            except ShmError as exc:
+                raise ClientError(exc.code, exc.message, frame.frame_id) from None
+        self._submit(KeypointJob((peer.key, "keypoints"), frame.frame_id, received, _frame_reply(peer),
+                                 reply_direct=getattr(peer, "reply_from_worker", None), frame=frame, target=target))
+
+    def _set_keypoint_target(self, peer: Peer, target: KeypointTarget, label: str) -> None:
+        self._keypoint_targets.pop(peer.key, None)
+        self._keypoint_targets[peer.key] = target
+        while len(self._keypoint_targets) > self._config.osc.max_clients:
+            self._keypoint_targets.popitem(last=False)
+        peer.reply(encode_message(protocol.KEYPOINTS_TARGET, label))
+
+    def _keypoints_target(self, peer: Peer, args: _Args) -> None:
+        name = str(args.values[0])
+        try:
+            channel = self._channels.get(name)
+        except ShmError as exc:
+            raise ClientError(exc.code, exc.message) from None
+        self._set_keypoint_target(peer, KeypointTarget(channel=channel), name)
+
+    def _keypoints_target_path(self, peer: Peer, args: _Args) -> None:
+        raw = str(args.values[0])
+        roots = self._config.security.allow_roots
+        path = Path(resolve_output(raw, Path(raw), roots, protocol.NO_FRAME_ID))
+        if path.suffix.lower() not in WRITE_EXTENSIONS:
+            raise ClientError("bad_arguments", f"keypoint pictures are images: end the path in "
+                              f"{', '.join(sorted(WRITE_EXTENSIONS))}, not {path.suffix or 'nothing'!r}")
+        self._set_keypoint_target(peer, KeypointTarget(path=path), str(path))
+
+    def _submit(self, job: FrameJob) -> None:
         overtaken = self._pipeline.submit(job)
         if overtaken is not None:
             overtaken.reply(encode_message(protocol.FRAME_DROPPED, overtaken.frame_id, job.frame_id))

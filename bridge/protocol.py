@@ -24,6 +24,7 @@ FRAME_DROPPED = f"{PREFIX}/frame/dropped"
 SHM_OPENED = f"{PREFIX}/shm/opened"
 SHM_CLOSED = f"{PREFIX}/shm/closed"
 MODEL_CHANGED = f"{PREFIX}/model/changed"  # reply to /model with no argument: the active model
+KEYPOINTS_TARGET = f"{PREFIX}/keypoints/target"  # reply: where this client's keypoint pictures go
 MODEL_READY = f"{PREFIX}/model/ready"  # reply to a switch, once the new model serves
 MODELS_LIST = f"{PREFIX}/models/list"
 STATUS_REPLY = f"{PREFIX}/status/reply"
@@ -59,6 +60,8 @@ ERROR_CODES: dict[str, str] = {
     "shm_frame_missing": "no slot of the channel holds that frame id",
     "too_many_channels": "the shared-memory channel limit is reached",
     "ws_bad_frame": "a WebSocket frame message with a bad header, or a payload that is truncated or overlong",
+    "bad_keypoints": "a keypoint message with an unknown layout, a count that is not whole people, or NaN/inf",
+    "no_target": "keypoints arrived before /pose2person/keypoints/target named where the pictures go",
     "internal": "an unexpected error in the bridge (see its log)",
 }
 
@@ -76,6 +79,7 @@ class Address:
     value: tuple[Any, ...] | None = None
     range: tuple[dict[str, Any], ...] | None = None
     arg_names: tuple[str, ...] = field(default=())
+    variadic: bool = False  # further arguments follow the signature (checked by the handler)
 
 
 ADDRESSES: tuple[Address, ...] = (
@@ -98,6 +102,20 @@ ADDRESSES: tuple[Address, ...] = (
     Address(f"{PREFIX}/frame/shm", ("si",),
             "A new frame with this id is in the client's shared-memory channel.",
             reply="/pose2person/frame/ready s channel i frame_id f latency_ms", arg_names=("channel", "frame_id")),
+    Address(f"{PREFIX}/keypoints", ("siii",),
+            "Body keypoints of everyone in a frame: s layout (coco17, mediapipe33, body25; suffix n ="
+            " normalised 0..1 coordinates) i frame_id i width i height, then f x f y f score per joint,"
+            " person after person. The picture goes to the target set with /pose2person/keypoints/target.",
+            reply="/pose2person/frame/ready s channel i frame_id f latency_ms (shm target) or "
+                  "/pose2person/frame/done i frame_id s output_path i width i height f latency_ms (path target)",
+            arg_names=("layout", "frame_id", "width", "height"), variadic=True),
+    Address(f"{PREFIX}/keypoints/target", ("s",),
+            "Send this client's keypoint pictures to the output ring of its shared-memory channel.",
+            reply="/pose2person/keypoints/target s channel", arg_names=("channel",)),
+    Address(f"{PREFIX}/keypoints/target/path", ("s",),
+            "Write this client's keypoint pictures to an image file in an allowed root (atomically).",
+            reply="/pose2person/keypoints/target s output_path", extended_type=("filepath",),
+            arg_names=("output_path",)),
     Address(f"{PREFIX}/shm/open", ("siis", "siisi"),
             "Open (or re-open) a shared-memory channel: width, height, format (BGRA8, RGBA8, RGB8,"
             " BGR8, RGBAF32) and optional origin (0 top-left, 1 bottom-left).",
