@@ -247,3 +247,49 @@ def test_bad_frames_refused(predictor: DensePosePredictor) -> None:
         predictor.predict(np.zeros((20, 20, 3), np.float32))
     with pytest.raises(ValueError, match="uint8"):
         predictor.predict(np.zeros((20, 20), np.uint8))
+
+
+def test_fast_path_equals_reference_path() -> None:
+    """Folded FrozenBN + channels-last + windowed decoder: same detections and labels, chart
+    outputs equal up to float rounding (the windowed decoder is exact inside its window)."""
+    arrays = official_arrays(R50, seed=11)
+    frame = np.random.default_rng(2).integers(0, 256, size=(96, 128, 3)).astype(np.uint8)
+    outs = []
+    for fast in (False, True):
+        with torch.device("meta"):
+            model = build_model(CONFIGS[R50])
+        load_into(model, {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}, R50, "t", assign=True)
+        pred = DensePosePredictor(model, CONFIGS[R50], settings=DensePoseSettings(short_side=96, max_people=1,
+                                                                                   fast=fast))
+        raw = pred.predict_raw(frame)
+        outs.append((raw, pred.to_result(raw)))
+    (ref_raw, ref), (fast_raw, fast) = outs
+    torch.testing.assert_close(fast_raw.boxes_resized, ref_raw.boxes_resized, rtol=1e-5, atol=1e-3)
+    assert ref_raw.chart is not None and fast_raw.chart is not None
+    for a, b in zip(ref_raw.chart, fast_raw.chart):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+    (a,), (b,) = ref.instances, fast.instances
+    assert a.box_xywh == b.box_xywh
+    assert (a.labels != b.labels).mean() < 0.002  # argmax ties at part borders may flip
+    np.testing.assert_allclose(b.uv[:, a.labels == b.labels], a.uv[:, a.labels == b.labels], atol=1e-3)
+
+
+def test_decoder_window_is_exact_inside() -> None:
+    from bridge.densepose.fast import decoder_in_window, decoder_window
+
+    cfg = CONFIGS[R50]
+    torch.manual_seed(0)
+    decoder = build_model(cfg).roi_heads.decoder
+    feats = [torch.randn(1, 256, 64 // s, 96 // s) for s in (1, 2, 4, 8)]  # p2..p5 of a 256x384 input
+    boxes = torch.tensor([[101.3, 40.2, 170.9, 150.7]])
+    window = decoder_window(boxes, 64, 96)
+    assert window == (8, 41, 23, 46)
+    with torch.inference_mode():
+        full = decoder(feats)
+        part = decoder_in_window(decoder, feats, window)
+    y0, y1, x0, x1 = window
+    torch.testing.assert_close(part[..., y0:y1, x0:x1], full[..., y0:y1, x0:x1], rtol=1e-5, atol=1e-5)
+    assert not part[..., :y0, :].any() and not part[..., :, x1:].any()
+    rois = torch.cat([torch.zeros(1, 1), boxes], dim=1)
+    torch.testing.assert_close(roi_align(part, rois, 28, 0.25, 2, False), roi_align(full, rois, 28, 0.25, 2, False),
+                               rtol=1e-5, atol=1e-5)

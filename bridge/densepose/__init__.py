@@ -15,7 +15,7 @@ API for the serving pipeline::
         # densepose_head, densepose_head_per_person, postprocess, total
 
     DensePoseSettings(min_score=0.8, max_people=0, people_order="score", short_side=None,
-                      max_side=None, fp16=False, nms_thresh=None)
+                      max_side=None, fp16=False, nms_thresh=None, max_proposals=None, fast=True)
 
 Config names (:data:`CONFIGS`): ``densepose_rcnn_R_50_FPN_s1x`` (default), ``..._R_101_FPN_s1x``,
 ``..._R_50_FPN_s1x_legacy``, ``..._R_101_FPN_s1x_legacy``, ``..._R_50_FPN_DL_s1x``,

@@ -31,9 +31,10 @@ class DensePoseRCNN(nn.Module):
         """(1, 3, H32, W32) normalised, padded BGR -> FPN features p2..p6."""
         return self.backbone(images)
 
-    def proposals(self, features: dict[str, torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
+    def proposals(self, features: dict[str, torch.Tensor], image_size: tuple[int, int],
+                  post_nms_topk: int | None = None) -> torch.Tensor:
         """RPN proposals (R, 4) XYXY in resized-image pixels (``image_size`` = unpadded (h, w))."""
-        return self.proposal_generator(features, image_size)
+        return self.proposal_generator(features, image_size, post_nms_topk)
 
     def detections(self, features: dict[str, torch.Tensor], proposals: torch.Tensor, image_size: tuple[int, int],
                    score_thresh: float, nms_thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,18 +47,28 @@ class DensePoseRCNN(nn.Module):
         return detections_from_box_outputs(logits, deltas, proposals, cfg, image_size, score_thresh, nms_thresh,
                                            cfg.detections_per_image)
 
-    def densepose_features(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        """What the DensePose pooler reads: the decoder's stride-4 map, or p2..p5 (legacy)."""
+    def densepose_features(self, features: dict[str, torch.Tensor], boxes: torch.Tensor | None = None
+                           ) -> list[torch.Tensor]:
+        """What the DensePose pooler reads: the decoder's stride-4 map, or p2..p5 (legacy).
+        With ``boxes`` (XYXY, image pixels) the decoder runs only where ROIAlign will read for
+        them (:func:`bridge.densepose.fast.decoder_in_window`; exact there, zero elsewhere)."""
         feats = [features[f] for f in self.cfg.roi_in_features]
-        if self.roi_heads.decoder is not None:
-            return [self.roi_heads.decoder(feats)]
-        return feats
+        decoder = self.roi_heads.decoder
+        if decoder is None:
+            return feats
+        if boxes is None:
+            return [decoder(feats)]
+        from .fast import decoder_in_window, decoder_window
+
+        return [decoder_in_window(decoder, feats, decoder_window(boxes, *feats[0].shape[-2:]))]
 
     def densepose(self, dp_features: list[torch.Tensor], boxes: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Chart outputs (coarse, fine, u, v), each (D, C, heatmap, heatmap), for XYXY ``boxes``."""
         heads = self.roi_heads
         pooled = heads.densepose_pooler(dp_features, boxes).to(dp_features[0].dtype)
+        if dp_features[0].is_contiguous(memory_format=torch.channels_last) and not dp_features[0].is_contiguous():
+            pooled = pooled.contiguous(memory_format=torch.channels_last)  # the fast path's layout
         return heads.densepose_predictor(heads.densepose_head(pooled))
 
 

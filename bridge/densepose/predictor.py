@@ -6,7 +6,8 @@
 ``backbone``       ResNet + FPN -> p2..p6
 ``rpn``            anchors, objectness, deltas, top-k per level, clip, per-level NMS, top 1000
 ``box_head``       ROIAlign 7x7 on p2..p5, fc1, fc2, scores + deltas, decode, clip, threshold, NMS
-``decoder``        Panoptic-FPN decoder (skipped when nobody is detected: the output would be unused)
+``decoder``        Panoptic-FPN decoder (skipped when nobody is detected: the output would be unused;
+                   with ``settings.fast`` only over the kept people's boxes)
 ``densepose_head`` ROIAlign 28x28 (legacy 14x14 on p2..p5), 8 convs, chart predictor, for the kept people
 ``postprocess``    boxes to frame pixels, chart -> labels / U / V per person (:mod:`.postprocess`)
 
@@ -68,6 +69,12 @@ class DensePosePredictor:
         self.model = model.to(self.device)
         if self.half:
             self.model.half()
+        self.fast = self.settings.fast
+        if self.fast:
+            from .fast import fuse_frozen_bn
+
+            fuse_frozen_bn(self.model)
+            self.model.to(memory_format=torch.channels_last)
         self.short_side = self.settings.short_side or config.min_size_test
         self.max_side = self.settings.max_side or config.max_size_test
         deviations = [d for d in (
@@ -75,6 +82,8 @@ class DensePosePredictor:
             f"long side cap {self.max_side} (reference {config.max_size_test})" if self.max_side != config.max_size_test else "",
             f"at most {self.settings.max_people} people by {self.settings.people_order}" if self.settings.max_people else "",
             "fp16" if self.half else "",
+            f"{self.settings.max_proposals} proposals (reference {config.rpn_post_nms_topk_test})"
+            if self.settings.max_proposals is not None else "",
         ) if d]
         if deviations:
             log.info("DensePose %s runs with deviations from the published model: %s", config.name, "; ".join(deviations))
@@ -106,10 +115,12 @@ class DensePosePredictor:
         resized = resize_bgr(frame_bgr, new_h, new_w)
         batch = to_batch(resized, cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility, self.device,
                          torch.float16 if self.half else torch.float32)
+        if self.fast:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         lap("preprocess")
         features = self.model.features(batch)
         lap("backbone")
-        proposals = self.model.proposals(features, (new_h, new_w))
+        proposals = self.model.proposals(features, (new_h, new_w), self.settings.max_proposals)
         lap("rpn")
         boxes, scores = self.model.detections(features, proposals, (new_h, new_w), self.settings.min_score,
                                               self.nms_thresh)
@@ -119,7 +130,7 @@ class DensePosePredictor:
         lap("box_head")
         chart = None
         if chosen.numel():
-            dp_features = self.model.densepose_features(features)
+            dp_features = self.model.densepose_features(features, boxes[chosen] if self.fast else None)
             lap("decoder")
             chart = tuple(o.float() for o in self.model.densepose(dp_features, boxes[chosen]))  # type: ignore[assignment]
             lap("densepose_head")

@@ -125,7 +125,9 @@ class RPN(nn.Module):
             self._grid_cache[key] = anchors
         return anchors
 
-    def forward(self, features: dict[str, torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, features: dict[str, torch.Tensor], image_size: tuple[int, int],
+                post_nms_topk: int | None = None) -> torch.Tensor:
+        """``post_nms_topk`` overrides ``RPN.POST_NMS_TOPK_TEST`` (a live deviation)."""
         cfg = self.cfg
         feats = [features[f] for f in self.in_features]
         logits, deltas = self.rpn_head(feats)
@@ -152,5 +154,6 @@ class RPN(nn.Module):
         keep = nonempty(boxes, cfg.rpn_min_size)
         if not bool(keep.all()):
             boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-        keep = batched_nms(boxes.float(), scores, levels, cfg.rpn_nms_thresh)[: cfg.rpn_post_nms_topk_test]
+        topk = cfg.rpn_post_nms_topk_test if post_nms_topk is None else post_nms_topk
+        keep = batched_nms(boxes.float(), scores, levels, cfg.rpn_nms_thresh)[:topk]
         return boxes[keep]

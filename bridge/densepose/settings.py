@@ -29,6 +29,12 @@ class DensePoseSettings:
     * ``fp16``: run the networks in half precision on CUDA (a deviation; ignored on CPU).
       Box decoding, NMS and the chart conversion stay fp32.
     * ``nms_thresh``: ``NMS_THRESH_TEST`` override (apply_net ``--nms_thresh``); None = 0.5.
+    * ``max_proposals``: ``RPN.POST_NMS_TOPK_TEST`` override (None = the config's 1000). Fewer
+      proposals make the box head proportionally cheaper (a deviation: a person the RPN ranks
+      low can be missed).
+    * ``fast``: exact-math speed-ups (:mod:`bridge.densepose.fast`: FrozenBN folded into the
+      convs, channels-last, decoder only around the kept people). Same results up to float
+      rounding; ``False`` runs the plain reference path (the benchmark's baseline).
     """
 
     min_score: float = 0.8
@@ -38,6 +44,8 @@ class DensePoseSettings:
     max_side: int | None = None
     fp16: bool = False
     nms_thresh: float | None = None
+    max_proposals: int | None = None
+    fast: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score < 1.0:
@@ -50,5 +58,7 @@ class DensePoseSettings:
             value = getattr(self, name)
             if value is not None and not 32 <= value <= 4096:
                 raise ConfigError(f"{name.replace('_', ' ')} must be 32..4096 px, not {value}")
+        if self.max_proposals is not None and not 1 <= self.max_proposals <= 10000:
+            raise ConfigError(f"max proposals must be 1..10000, not {self.max_proposals}")
         if self.nms_thresh is not None and not 0.0 < self.nms_thresh <= 1.0:
             raise ConfigError(f"NMS threshold must be in (0, 1], not {self.nms_thresh}")

@@ -1,0 +1,78 @@
+"""Exact-math speed-ups of the DensePose forward pass (``DensePoseSettings.fast``, on by default).
+
+None of these changes what is computed, only how; results equal the reference path up to float
+rounding (tests compare both; typical relative difference 1e-6):
+
+* :func:`fuse_frozen_bn`: each conv followed by a FrozenBN becomes one conv with
+  ``W * scale`` and bias ``shift`` (FrozenBN is an affine map per channel).
+* channels-last memory format for the convolutions (oneDNN's preferred layout on CPU).
+* :func:`decoder_window`: the Panoptic-FPN decoder only over the part of the stride-4 map the
+  DensePose ROIAlign will read (the union of the kept people's boxes plus margins), pasted into a
+  zero map of the full size so ROIAlign's border handling is unchanged. Every decoder op is
+  local (3x3 convs, x2 bilinear upsampling, a 1x1 conv), so values inside the window equal the
+  full computation once each level's crop has :data:`LEVEL_MARGIN` extra pixels: the
+  p5 branch (3 x conv + upsample) corrupts at most 21 stride-4 pixels at a crop edge, less than
+  the 4 * 8 = 32 the margin provides; p4 9 < 16, p3 3 < 8, p2 1 < 4.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .backbone import Conv2dNorm, FrozenBatchNorm2d
+
+LEVEL_MARGIN = 4  # pixels of each FPN level added around its crop
+ROI_MARGIN = 2  # stride-4 pixels around the boxes (ROIAlign's bilinear taps + rounding)
+
+
+def fuse_frozen_bn(model: nn.Module) -> int:
+    """Fold every ``Conv2dNorm`` + ``FrozenBatchNorm2d`` pair in place; returns how many.
+    The module tree no longer has the ``.norm`` tensors afterwards (load weights first)."""
+    fused = 0
+    for module in model.modules():
+        if isinstance(module, Conv2dNorm) and isinstance(module.norm, FrozenBatchNorm2d):
+            scale, shift = module.norm.scale_and_shift()
+            weight = module.weight * scale.reshape(-1, 1, 1, 1)
+            bias = shift if module.bias is None else module.bias * scale + shift
+            module.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+            module.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+            module.norm = None
+            fused += 1
+    return fused
+
+
+def decoder_window(boxes: torch.Tensor, height: int, width: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) on the stride-4 map (``height`` x ``width``) covering every sample
+    ROIAlign (aligned=False, so a box is at least 1 map pixel wide) takes for XYXY ``boxes``
+    given in image pixels."""
+    b = boxes.detach().float().cpu() / 4.0
+    x0 = math.floor(float(b[:, 0].min())) - ROI_MARGIN
+    y0 = math.floor(float(b[:, 1].min())) - ROI_MARGIN
+    x1 = math.ceil(float(torch.maximum(b[:, 2], b[:, 0] + 1).max())) + ROI_MARGIN + 1
+    y1 = math.ceil(float(torch.maximum(b[:, 3], b[:, 1] + 1).max())) + ROI_MARGIN + 1
+    return max(y0, 0), min(y1, height), max(x0, 0), min(x1, width)
+
+
+def decoder_in_window(decoder: nn.Module, features: list[torch.Tensor], window: tuple[int, int, int, int]
+                      ) -> torch.Tensor:
+    """The decoder's full-size (1, C, H, W) output, exact inside ``window`` and zero outside."""
+    y0, y1, x0, x1 = window
+    p2 = features[0]
+    h2, w2 = p2.shape[-2:]
+    total: torch.Tensor | None = None
+    for head, feature in zip(decoder.scale_heads, features):
+        f = h2 // feature.shape[-2]  # this level's stride relative to stride 4 (1, 2, 4, 8)
+        ly0 = max(y0 // f - LEVEL_MARGIN, 0)
+        lx0 = max(x0 // f - LEVEL_MARGIN, 0)
+        ly1 = min(-(-y1 // f) + LEVEL_MARGIN, feature.shape[-2])
+        lx1 = min(-(-x1 // f) + LEVEL_MARGIN, feature.shape[-1])
+        out = head(feature[:, :, ly0:ly1, lx0:lx1])
+        out = out[:, :, y0 - ly0 * f:y1 - ly0 * f, x0 - lx0 * f:x1 - lx0 * f]
+        total = out if total is None else total + out
+    assert total is not None
+    result = p2.new_zeros((1, decoder.predictor.out_channels, h2, w2))
+    result[:, :, y0:y1, x0:x1] = decoder.predictor(total)
+    return result
