@@ -45,7 +45,7 @@ DOCUMENTED = {
 PARAMS_M = {"densepose_rcnn_R_50_FPN_s1x": 63.8, "densepose_rcnn_R_50_FPN_s1x_legacy": 59.7,
             "densepose_rcnn_R_50_FPN_DL_s1x": 66.1, "densepose_rcnn_R_101_FPN_s1x": 82.8,
             "densepose_rcnn_R_101_FPN_DL_s1x": 85.0}
-SMALL = DensePoseSettings(short_side=64, max_people=1)
+SMALL = DensePoseSettings(short_side=64, max_people=1, fast=False)  # fast folds BN: state would differ
 
 
 def _frame() -> np.ndarray:
