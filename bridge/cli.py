@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_models import add_parsers as add_model_parsers  # models, check, run
 
     add_model_parsers(sub)
+    from .pose_cmd import add_parser as add_pose_parser  # pose (DensePose images offline)
+
+    add_pose_parser(sub)
     return parser
 
 
@@ -124,6 +127,12 @@ def _send(args: argparse.Namespace) -> int:
     return run_send(args)
 
 
+def _pose(args: argparse.Namespace) -> int:
+    from .pose_cmd import run_pose
+
+    return run_pose(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
@@ -134,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     from .cli_models import COMMANDS as generator_commands
 
     commands.update(generator_commands)
+    commands["pose"] = _pose
     try:
         return commands[args.command](args)
     except BridgeError as exc:
