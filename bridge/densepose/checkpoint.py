@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ModelLoadError
+from ..state_dicts import key_mismatch
 from .configs import CONFIGS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -200,21 +201,10 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], config_nam
     if ignored:
         log.info("%s: ignoring %d documented unused keys (%s)", source, len(ignored), ", ".join(ignored))
     given = {k: v for k, v in state.items() if not IGNORED_KEYS.match(k)}
-    missing = sorted(set(own) - set(given))
-    unexpected = sorted(set(given) - set(own))
-    wrong = sorted(k for k in set(own) & set(given) if tuple(own[k].shape) != tuple(given[k].shape))
-    if missing or unexpected or wrong:
+    problem = key_mismatch({k: tuple(v.shape) for k, v in own.items()}, {k: tuple(v.shape) for k, v in given.items()})
+    if problem:
         guess = guess_config({k: tuple(v.shape) for k, v in state.items()})
         hint = (f"; it looks like a {guess} checkpoint (use --config {guess})" if guess and guess != config_name
                 else "; it matches no supported config")
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} with wrong shapes (e.g. {k}: file {tuple(given[k].shape)}, "
-                         f"model {tuple(own[k].shape)})")
-        raise ModelLoadError(f"{source}: not a {config_name} checkpoint: {'; '.join(parts)}{hint}")
+        raise ModelLoadError(f"{source}: not a {config_name} checkpoint: {problem}{hint}")
     model.load_state_dict(given, strict=True, assign=assign)

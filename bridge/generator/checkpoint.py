@@ -26,6 +26,7 @@ from typing import Mapping
 import torch
 
 from ..errors import ModelLoadError
+from ..state_dicts import key_mismatch
 from .nets import NET_NAMES, RESNET_BLOCKS, UNET_DOWNS, GeneratorSpec, build_generator
 
 log = logging.getLogger(__name__)
@@ -282,17 +283,7 @@ def _check_agreement(spec: GeneratorSpec, weights: GeneratorSpec, what: object,
 
 
 def _strict_check(sd: StateDict, spec: GeneratorSpec, path: Path) -> None:
-    net = build_generator(spec)
-    want = net.state_dict()
-    missing = sorted(set(want) - set(sd))
-    unexpected = sorted(set(sd) - set(want))
-    wrong = [f"{k} {tuple(sd[k].shape)} vs {tuple(want[k].shape)}" for k in want if k in sd and sd[k].shape != want[k].shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} (e.g. {', '.join(unexpected[:3])})")
-        if wrong:
-            parts.append(f"wrong shape {len(wrong)} (e.g. {', '.join(wrong[:2])})")
-        raise ModelLoadError(f"{path.name} does not fit {spec.describe()}: " + "; ".join(parts))
+    want = {k: tuple(v.shape) for k, v in build_generator(spec).state_dict().items()}
+    problem = key_mismatch(want, {k: tuple(v.shape) for k, v in sd.items()})
+    if problem:
+        raise ModelLoadError(f"{path.name} does not fit {spec.describe()}: {problem}")
