@@ -56,6 +56,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bridge.client import BridgeClient  # noqa: E402
+from bridge.daemon_proc import DaemonProcess  # noqa: E402
 
 DEFAULT_SIZES = "256x256,640x480,1280x720,1920x1080"
 JPEG_QUALITY = 95
@@ -247,7 +248,7 @@ def loadavg() -> str:
 
 
 # -- the daemon ---------------------------------------------------------------------------
-class Daemon:
+class Daemon(DaemonProcess):
     """``python -m bridge serve`` on a free port, allow-root and shm dir inside ``base``."""
 
     def __init__(self, base: Path, src: Path = REPO) -> None:
@@ -255,41 +256,7 @@ class Daemon:
         self.shm_dir = base / "shm"
         self.root.mkdir()
         self.shm_dir.mkdir()
-        cmd = [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--osc-port", "0", "--no-zeroconf",
-               "--no-http", "--allow-root", str(self.root), "--shm-dir", str(self.shm_dir), "--log-level", "info"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=src,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(src)})
-        self.lines: list[str] = []
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc.stderr is not None
-            for line in self.proc.stderr:
-                self.lines.append(line.rstrip("\n"))
-                if "ready (model" in line:
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(30) or self.proc.poll() is not None:
-            self.stop()
-            raise RuntimeError("bridge did not start:\n" + "\n".join(self.lines))
-        m = re.search(r"osc\.udp://127\.0\.0\.1:(\d+)", "\n".join(self.lines))
-        if not m:
-            self.stop()
-            raise RuntimeError("no osc.udp port in the bridge's log:\n" + "\n".join(self.lines))
-        self.port = int(m.group(1))
-        model = re.search(r"ready \(model ([^)]*)\)", "\n".join(self.lines))
-        self.model = model.group(1) if model else "?"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().__init__(["--allow-root", str(self.root)], shm_dir=self.shm_dir, start_timeout=30.0, src=src)
 
 
 # -- the RunwayML-style HTTP baseline -------------------------------------------------------

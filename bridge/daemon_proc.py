@@ -25,16 +25,17 @@ STOP_TIMEOUT_S = 5.0
 class DaemonProcess:
     """A running ``pose2person serve`` child process on loopback."""
 
-    def __init__(self, args: list[str], *, shm_dir: Path | None = None, start_timeout: float = START_TIMEOUT_S) -> None:
+    def __init__(self, args: list[str], *, shm_dir: Path | None = None, start_timeout: float = START_TIMEOUT_S,
+                 src: Path | None = None) -> None:
         cmd = [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--osc-port", "0", "--no-zeroconf",
                "--no-http", "--log-level", "info"]
         if shm_dir is not None:
             cmd += ["--shm-dir", str(shm_dir)]
-        src = str(Path(__file__).resolve().parent.parent)
+        src_dir = str(src or Path(__file__).resolve().parent.parent)  # another checkout, to compare commits
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)}
+               "PYTHONPATH": os.pathsep.join(p for p in (src_dir, os.environ.get("PYTHONPATH", "")) if p)}
         self.proc = subprocess.Popen(cmd + list(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     env=env)
+                                     env=env, cwd=src_dir)
         self.lines: list[str] = []
         ready = threading.Event()
 
@@ -55,6 +56,8 @@ class DaemonProcess:
             self.stop()
             raise BridgeError("no osc.udp port in the bridge's log:\n" + "\n".join(self.lines[-20:]))
         self.port = int(m.group(1))
+        model = re.search(r"ready \(model ([^)]*)\)", "\n".join(self.lines))
+        self.model = model.group(1) if model else "?"
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:
