@@ -22,6 +22,7 @@ import numpy as np
 
 from .client import BridgeClient, RemoteError, ReplyTimeout
 from .config import default_allow_root
+from .progress import ProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -85,28 +86,6 @@ def frame_count(path: Path) -> int:
         capture.release()
 
 
-class Progress:
-    """A one-line progress bar on stderr (only when stderr is a terminal, unless forced)."""
-
-    def __init__(self, total: int, label: str, enabled: bool) -> None:
-        self.total, self.label, self.done = total, label, 0
-        self.enabled = enabled and sys.stderr.isatty()
-
-    def step(self, note: str = "") -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        width = 30
-        filled = int(width * self.done / self.total) if self.total else 0
-        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total or '?'} "
-                         f"{note}   ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
 class Sink:
     """Where results go: ``<out>/<stem>.png`` for images, ``<out>/<stem>.mp4`` for videos."""
 
@@ -132,7 +111,7 @@ class Sink:
 
 
 def _send_shm(client: BridgeClient, frames: Iterator[np.ndarray], sink: Sink, figures: Figures,
-              progress: Progress, timeout: float) -> None:
+              progress: ProgressBar, timeout: float) -> None:
     session = None
     channel = f"{CHANNEL_PREFIX}-{os.getpid()}"
     try:
@@ -148,12 +127,12 @@ def _send_shm(client: BridgeClient, frames: Iterator[np.ndarray], sink: Sink, fi
             except RemoteError as exc:
                 figures.failed += 1
                 log.warning("frame %d: %s", frame_id, exc)
-                progress.step("failed")
+                progress.update(1, "failed")
                 continue
             figures.round_trip_ms.append((time.perf_counter() - t0) * 1000.0)
             figures.bridge_ms.append(bridge_ms)
             sink.write(result)
-            progress.step(f"{figures.round_trip_ms[-1]:.1f} ms")
+            progress.update(1, f"{figures.round_trip_ms[-1]:.1f} ms")
     finally:
         if session is not None:
             try:
@@ -163,7 +142,7 @@ def _send_shm(client: BridgeClient, frames: Iterator[np.ndarray], sink: Sink, fi
 
 
 def _send_path(client: BridgeClient, frames: Iterator[np.ndarray], sink: Sink, figures: Figures,
-               progress: Progress, timeout: float, stage_dir: Path) -> None:
+               progress: ProgressBar, timeout: float, stage_dir: Path) -> None:
     token = secrets.token_hex(4)
     stage_in = stage_dir / f"send-{token}.png"
     stage_out = stage_dir / f"send-{token}.out.png"
@@ -176,13 +155,13 @@ def _send_path(client: BridgeClient, frames: Iterator[np.ndarray], sink: Sink, f
             except RemoteError as exc:
                 figures.failed += 1
                 log.warning("frame %d: %s", frame_id, exc)
-                progress.step("failed")
+                progress.update(1, "failed")
                 continue
             result = cv2.imread(done.output_path, cv2.IMREAD_COLOR)
             figures.round_trip_ms.append((time.perf_counter() - t0) * 1000.0)
             figures.bridge_ms.append(done.latency_ms)
             sink.write(result)
-            progress.step(f"{figures.round_trip_ms[-1]:.1f} ms")
+            progress.update(1, f"{figures.round_trip_ms[-1]:.1f} ms")
     finally:
         stage_in.unlink(missing_ok=True)
         stage_out.unlink(missing_ok=True)
@@ -218,7 +197,7 @@ def run_send(args: argparse.Namespace) -> int:
                 continue
             is_video = source.suffix.lower() not in IMAGE_EXTENSIONS
             sink = Sink(out_dir, source, is_video)
-            progress = Progress(frame_count(source), source.name, not args.no_progress)
+            progress = ProgressBar(frame_count(source), source.name, enabled=not args.no_progress and sys.stderr.isatty())
             try:
                 frames = iter_frames(source)
                 if args.transport == "shm":
