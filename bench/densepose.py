@@ -40,7 +40,8 @@ for p in (REPO, REPO / "tests"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-STAGES = ("preprocess", "backbone", "rpn", "box_head", "decoder", "densepose_head", "postprocess", "render", "total")
+STAGES = ("preprocess", "backbone", "rpn", "box_head", "decoder", "densepose_head", "postprocess", "render", "total",
+          "cpu_per_thread")
 
 
 def _busy_jiffies() -> tuple[int, int]:
@@ -125,9 +126,10 @@ def main() -> int:
         x = torch.randn(1, 3, ph, pw, device=args.device)
         resnet_dev = resnet.to(args.device)
         samples: dict[str, dict[str, list[float]]] = {n: {s: [] for s in STAGES} for n in predictors}
-        samples["resnet50"] = {"total": []}
+        samples["resnet50"] = {"total": [], "cpu_per_thread": []}
         for rnd in range(args.repeats + 1):
             for name, pred in predictors.items():
+                cpu0 = time.process_time()
                 result = pred.predict(frame)  # type: ignore[attr-defined]
                 t = time.perf_counter()
                 render_pose(result, "dp_segm", frame)
@@ -135,17 +137,22 @@ def main() -> int:
                 times = dict(pred.timings)  # type: ignore[attr-defined]
                 times["render"] = render_ms
                 times["total"] += render_ms
+                # CPU time of this process / threads: what the frame costs on an idle machine,
+                # roughly (robust to other processes; OpenMP spinning can inflate it a little)
+                times["cpu_per_thread"] = (time.process_time() - cpu0) * 1000.0 / args.threads
                 if rnd:
                     for s in STAGES:
                         samples[name][s].append(times.get(s, 0.0))
                 people = len(result.instances)
             with torch.inference_mode():
                 t = time.perf_counter()
+                cpu0 = time.process_time()
                 resnet_dev(x)
                 if args.device == "cuda":
                     torch.cuda.synchronize()
                 if rnd:
                     samples["resnet50"]["total"].append((time.perf_counter() - t) * 1000.0)
+                    samples["resnet50"]["cpu_per_thread"].append((time.process_time() - cpu0) * 1000.0 / args.threads)
             print(f"short side {short}: round {rnd}/{args.repeats} done ({people} person)", file=sys.stderr)
         names = list(predictors)
         lines.append(f"## short side {short}: resized {w}x{h}, padded {pw}x{ph}")
@@ -161,13 +168,19 @@ def main() -> int:
         r = samples["resnet50"]["total"]
         ref, fast = statistics.median(samples["reference"]["total"]), statistics.median(samples["fast"]["total"])
         lines.append("")
+        rc = samples["resnet50"]["cpu_per_thread"]
+        fast_cpu = statistics.median(samples["fast"]["cpu_per_thread"])
         lines.append(f"Baselines: torchvision resnet50 forward at {pw}x{ph}: median {statistics.median(r):.0f} ms, "
-                     f"min {min(r):.0f} ms. fast / reference total: {fast / ref:.2f} (median), "
-                     f"{min(samples['fast']['total']) / min(samples['reference']['total']):.2f} (min).")
+                     f"min {min(r):.0f} ms, CPU time per thread {statistics.median(rc):.0f} ms. fast / reference "
+                     f"total: {fast / ref:.2f} (median), "
+                     f"{min(samples['fast']['total']) / min(samples['reference']['total']):.2f} (min); fast / resnet50: "
+                     f"{fast / statistics.median(r):.2f} (median wall), {fast_cpu / statistics.median(rc):.2f} (CPU time).")
         if short == 512 and args.device == "cpu":
             best = min(samples["fast"]["total"])
+            verdict = "met" if fast < 1500 else "met at best" if best < 1500 else "NOT met in wall time"
             lines.append(f"Target (2 CPU cores, short side 512, one person, < 1500 ms): fast median "
-                         f"{fast:.0f} ms, min {best:.0f} ms -> {'met' if fast < 1500 else 'met at best' if best < 1500 else 'NOT met'}.")
+                         f"{fast:.0f} ms, min {best:.0f} ms -> {verdict}; CPU time per thread {fast_cpu:.0f} ms "
+                         f"({'under' if fast_cpu < 1500 else 'over'} 1500: the idle-machine estimate).")
         lines.append("")
     busy1, own1 = _busy_jiffies()
     wall = time.monotonic() - t_start

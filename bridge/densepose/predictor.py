@@ -66,14 +66,15 @@ class DensePosePredictor:
         self.half = self.settings.fp16 and self.device.type == "cuda"
         if self.settings.fp16 and not self.half:
             log.info("fp16 asked for on %s: ignored (fp16 is for CUDA only)", self.device)
-        self.model = model.to(self.device)
-        if self.half:
-            self.model.half()
         self.fast = self.settings.fast
         if self.fast:
             from .fast import fuse_frozen_bn
 
-            fuse_frozen_bn(self.model)
+            fuse_frozen_bn(model)  # in fp32, before any cast
+        self.model = model.to(self.device)
+        if self.half:
+            self.model.half()
+        if self.fast:
             self.model.to(memory_format=torch.channels_last)
         self.short_side = self.settings.short_side or config.min_size_test
         self.max_side = self.settings.max_side or config.max_size_test
