@@ -42,19 +42,19 @@ def test_video_to_frames_and_to_video(weights: Path, tmp_path: Path) -> None:
     src = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
     rng = np.random.default_rng(1)
-    for _ in range(3):
+    for _ in range(2):
         writer.write(rng.integers(0, 256, size=(48, 64, 3)).astype(np.uint8))
     writer.release()
     assert main(_args(weights, str(src), "-o", str(tmp_path / "frames"))) == 0
     frames = sorted((tmp_path / "frames" / "clip").glob("clip_*.png"))
-    assert [f.name for f in frames] == ["clip_00001.png", "clip_00002.png", "clip_00003.png"]
+    assert [f.name for f in frames] == ["clip_00001.png", "clip_00002.png"]
     assert main(_args(weights, str(src), "-o", str(tmp_path / "pose.avi"), "--style", "vid2densepose")) == 0
     cap = cv2.VideoCapture(str(tmp_path / "pose.avi"))
     count = 0
     while cap.read()[0]:
         count += 1
     cap.release()
-    assert count == 3
+    assert count == 2
 
 
 def test_errors_are_reported_not_raised(weights: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
