@@ -102,3 +102,18 @@ def test_linear_schedule_matches_the_reference() -> None:
     assert lr_factor(1, o) == 1.0 and lr_factor(100, o) == 1.0
     assert lr_factor(101, o) == pytest.approx(1 - 1 / 101) and lr_factor(200, o) == pytest.approx(1 / 101)
     assert (o.net_g, o.norm, o.dropout, o.gan_mode, o.pool_size) == ("unet_256", "batch", True, "vanilla", 0)
+
+
+def test_shipped_demo_model_meets_its_stated_quality() -> None:
+    from bridge.puppet_eval import evaluate
+
+    folder = REPO / "models" / "puppet"
+    card = cards.load_card(folder)
+    weights = card.verify_weights()
+    assert weights.stat().st_size < 20 * 2**20
+    assert card.input.pose_source == "keypoints" and card.input.pose_style == "dp_segm"
+    assert "pose2person train" in card.provenance.command and "pose2person synth" in card.provenance.notes
+    quality, _, outputs, truths = evaluate(folder, count=16)
+    assert outputs.shape == truths.shape == (16, card.input.load_size, card.input.load_size, 3)
+    assert quality.psnr >= 24.0, quality.line()
+    assert quality.psnr > quality.mean_image_psnr + 6 and quality.ssim > quality.mean_image_ssim + 0.1
