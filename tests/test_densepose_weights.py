@@ -165,3 +165,13 @@ def test_model_cards_match_the_config_table() -> None:
         assert card.provenance.license == "CC BY-SA 3.0"
         assert card.extra["densepose"]["config"] == name
         assert card.extra["speed"]["v100_s_per_image"] == cfg.zoo_seconds_per_image_v100
+
+
+def test_fetching_and_settings_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, bridge.densepose, bridge.densepose.weights, bridge.densepose.settings; "
+            "from bridge.densepose import DensePoseSettings, CONFIGS; DensePoseSettings(max_people=1); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
