@@ -293,3 +293,16 @@ def test_decoder_window_is_exact_inside() -> None:
     rois = torch.cat([torch.zeros(1, 1), boxes], dim=1)
     torch.testing.assert_close(roi_align(part, rois, 28, 0.25, 2, False), roi_align(full, rois, 28, 0.25, 2, False),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_settings_from_a_model_card() -> None:
+    from bridge.cards import load_card, shipped_models_dir
+    from bridge.densepose.settings import settings_from_card
+
+    card = load_card(shipped_models_dir() / R50)
+    settings = settings_from_card(card.extra["densepose"], max_people=1, fp16=None)
+    assert settings == DensePoseSettings(min_score=0.8, short_side=800, max_side=1333, max_people=1)
+    with pytest.raises(ConfigError, match="not a DensePose setting"):
+        settings_from_card({"min_scor": 0.5})
+    with pytest.raises(ConfigError, match="min score"):
+        settings_from_card({"min_score": 2.0})

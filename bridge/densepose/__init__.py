@@ -17,6 +17,9 @@ API for the serving pipeline::
     DensePoseSettings(min_score=0.8, max_people=0, people_order="score", short_side=None,
                       max_side=None, fp16=False, nms_thresh=None, max_proposals=None, fast=True)
 
+``bridge.densepose.settings.settings_from_card(card.extra["densepose"], **flag_overrides)`` turns
+a DensePose model card's ``[densepose]`` table into settings (torch-free).
+
 Config names (:data:`CONFIGS`): ``densepose_rcnn_R_50_FPN_s1x`` (default), ``..._R_101_FPN_s1x``,
 ``..._R_50_FPN_s1x_legacy``, ``..._R_101_FPN_s1x_legacy``, ``..._R_50_FPN_DL_s1x``,
 ``..._R_101_FPN_DL_s1x`` (the ``densepose_rcnn_`` prefix may be left off).

@@ -6,8 +6,8 @@ where a value is marked as a deviation. No torch here (the CLI and model cards b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal, Mapping
 
 from ..errors import ConfigError
 
@@ -62,3 +62,24 @@ class DensePoseSettings:
             raise ConfigError(f"max proposals must be 1..10000, not {self.max_proposals}")
         if self.nms_thresh is not None and not 0.0 < self.nms_thresh <= 1.0:
             raise ConfigError(f"NMS threshold must be in (0, 1], not {self.nms_thresh}")
+
+
+#: keys of a model card's ``[densepose]`` table that are not settings (see models/densepose_rcnn_*/card.toml)
+_CARD_ONLY_KEYS = frozenset({"config", "md5_prefix"})
+
+
+def settings_from_card(table: Mapping[str, Any], **overrides: Any) -> DensePoseSettings:
+    """Settings from a DensePose model card's ``[densepose]`` table (``card.extra["densepose"]``),
+    then ``overrides`` (e.g. CLI flags; None values are ignored). Unknown keys -> ConfigError."""
+    names = {f.name for f in fields(DensePoseSettings)}
+    values: dict[str, Any] = {}
+    for key, value in list(table.items()) + [(k, v) for k, v in overrides.items() if v is not None]:
+        if key in _CARD_ONLY_KEYS:
+            continue
+        if key not in names:
+            raise ConfigError(f"[densepose] {key!r} is not a DensePose setting ({', '.join(sorted(names))})")
+        values[key] = value
+    try:
+        return DensePoseSettings(**values)
+    except TypeError as exc:
+        raise ConfigError(f"[densepose]: {exc}") from None
