@@ -306,3 +306,20 @@ def test_settings_from_a_model_card() -> None:
         settings_from_card({"min_scor": 0.5})
     with pytest.raises(ConfigError, match="min score"):
         settings_from_card({"min_score": 2.0})
+
+
+def test_parallel_roi_align_is_bit_identical() -> None:
+    from bridge.densepose.roi_heads import _roi_align
+
+    g = torch.Generator().manual_seed(5)
+    feature = torch.randn(1, 8, 40, 50, generator=g).contiguous(memory_format=torch.channels_last)
+    boxes = torch.rand(300, 4, generator=g) * 120
+    boxes[:, 2:] += boxes[:, :2] + 5
+    rois = torch.cat([torch.zeros(300, 1), boxes], dim=1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        out = _roi_align(feature, rois, 7, 0.25, 2, False)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(out, roi_align(feature.contiguous(), rois, 7, 0.25, 2, False))

@@ -9,6 +9,7 @@ plus ``ASPP.*`` and ``.norm``), ``densepose_predictor.{ann_index,index_uv,u,v}_l
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,27 @@ from torchvision.ops import batched_nms, roi_align
 from .backbone import Conv2dNorm
 from .configs import DensePoseConfig
 from .rpn import apply_deltas, clip_boxes
+
+
+_POOL: ThreadPoolExecutor | None = None
+_PARALLEL_MIN_ROIS = 64
+
+
+def _roi_align(feature: torch.Tensor, rois: torch.Tensor, resolution: int, scale: float, sampling: int,
+               aligned: bool) -> torch.Tensor:
+    """torchvision ``roi_align``; on CPU with several threads and many ROIs, split over threads
+    (torchvision's CPU kernel runs on one core). Each ROI is computed by the same kernel either
+    way, so the result is bit-identical."""
+    global _POOL
+    threads = torch.get_num_threads()
+    if feature.device.type != "cpu" or threads < 2 or rois.shape[0] < _PARALLEL_MIN_ROIS:
+        return roi_align(feature, rois, resolution, scale, sampling, aligned)
+    if _POOL is None or _POOL._max_workers != threads:  # noqa: SLF001 (resized with set_num_threads)
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="roi_align")
+    pool = _POOL
+    feature = feature.contiguous()  # once, not in every thread (the kernel wants NCHW)
+    parts = list(pool.map(lambda r: roi_align(feature, r, resolution, scale, sampling, aligned), rois.chunk(threads)))
+    return torch.cat(parts)
 
 
 class ROIPooler(nn.Module):
@@ -49,13 +71,13 @@ class ROIPooler(nn.Module):
             features = [f.float() for f in features]
         rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes.float()], dim=1).to(features[0].dtype)
         if len(features) == 1:
-            return roi_align(features[0], rois, self.resolution, self.scales[0], self.sampling_ratio, self.aligned)
+            return _roi_align(features[0], rois, self.resolution, self.scales[0], self.sampling_ratio, self.aligned)
         out = features[0].new_zeros((boxes.shape[0], features[0].shape[1], self.resolution, self.resolution))
         levels = self.level_of(boxes)
         for level, (feature, scale) in enumerate(zip(features, self.scales)):
             idx = torch.nonzero(levels == level, as_tuple=True)[0]
             if idx.numel():
-                out[idx] = roi_align(feature, rois[idx], self.resolution, scale, self.sampling_ratio, self.aligned)
+                out[idx] = _roi_align(feature, rois[idx], self.resolution, scale, self.sampling_ratio, self.aligned)
         return out
 
 
