@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_models import add_model_options  # --device, --precision, --pose, --models-dir, ...
 
     add_model_options(serve)
+    from .cli_engine import add_engine_options  # --engine, --ray-address, --replicas, ...
+
+    add_engine_options(serve)
 
     disc = sub.add_parser("discover", help="list bridges (and other OSCQuery services) on the network")
     disc.add_argument("--interface", action="append", metavar="ADDR", default=[],
@@ -102,6 +105,7 @@ def _setup_logging(level: str) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from . import config as config_mod
+    from .cli_engine import engine_option_values
     from .cli_models import model_option_values
     from .server import Bridge
 
@@ -110,6 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
         model=args.model, allow_roots=args.allow_roots, allow_clients=args.allow_clients, max_pixels=args.max_pixels,
         shm_dir=args.shm_dir, no_zeroconf=args.no_zeroconf, zeroconf_interfaces=args.zeroconf_interfaces,
         instance_name=args.name, log_level=args.log_level, **model_option_values(args),
+        engine=config_mod.resolve_engine(**engine_option_values(args)),
     )
     Bridge(cfg).run()
     return 0

@@ -95,6 +95,30 @@ class PipelineConfig:
     warm_up: bool = True  # run each model once before it takes frames
 
 
+EngineKind = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where the model stage runs (bridge/engines/). ``local``: the daemon's own worker thread;
+    ``ray``: Ray Serve replicas (docs/SCALING.md), the daemon stays the front end."""
+
+    kind: EngineKind = "local"
+    ray_address: str | None = None  # None = start a private local Ray cluster with the daemon
+    ray_app: str = "pose2person"  # Serve application name (one per bridge on a shared cluster)
+    replicas: int = 1  # replicas at start (fixed unless min/max replicas are set)
+    min_replicas: int | None = None  # autoscaling lower bound (None = fixed replica count)
+    max_replicas: int | None = None  # autoscaling upper bound
+    num_gpus: float = 0.0  # GPUs reserved per replica (fractions share a GPU)
+    num_cpus: float = 1.0  # CPUs reserved per replica
+    local_cpus: int | None = None  # CPUs the private local cluster offers (None = all cores)
+
+    @property
+    def max_in_flight(self) -> int:
+        """Frames the front end keeps in flight at most: one per replica it may have."""
+        return max(self.replicas, self.max_replicas or 0)
+
+
 @dataclass(frozen=True)
 class Config:
     osc: OscConfig = field(default_factory=OscConfig)
@@ -104,6 +128,7 @@ class Config:
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     log_level: LogLevel = "info"
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
 
 def default_instance_name() -> str:
@@ -152,6 +177,7 @@ def resolve(
     pose: str | None = None,
     densepose_model: str = "densepose_rcnn_R_50_FPN_s1x",
     memory_budget_mb: int = 4096,
+    engine: EngineConfig | None = None,
 ) -> Config:
     """Validate raw option values and build the frozen :class:`Config`. Creates missing roots."""
     from .shm import default_shm_dir  # numpy-only module; kept lazy so config imports instantly
@@ -198,6 +224,7 @@ def resolve(
         ),
         pipeline=pipeline,
         log_level=log_level,  # type: ignore[arg-type]
+        engine=engine or EngineConfig(),
     )
 
 
@@ -230,3 +257,32 @@ def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None
     return PipelineConfig(model=model, model_dirs=tuple(dirs), device=device, precision=precision,
                           norm_mode=norm_mode, accel=accel, pose=pose, densepose_model=densepose_model,
                           memory_budget_mb=memory_budget_mb, warm_up=warm_up)
+
+
+ENGINE_CHOICES = ("local", "ray")
+
+
+def resolve_engine(*, engine: str = "local", ray_address: str | None = None, ray_app: str = "pose2person",
+                   replicas: int = 1, min_replicas: int | None = None, max_replicas: int | None = None,
+                   num_gpus: float = 0.0, num_cpus: float = 1.0, local_cpus: int | None = None) -> EngineConfig:
+    """Validate the engine options (``serve --engine ...``); no Ray import here."""
+    if engine not in ENGINE_CHOICES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINE_CHOICES)}, not {engine!r}")
+    if replicas < 1:
+        raise ConfigError("--replicas must be >= 1")
+    if (min_replicas is None) != (max_replicas is None):
+        raise ConfigError("--min-replicas and --max-replicas go together (autoscaling bounds)")
+    if min_replicas is not None and max_replicas is not None:
+        if not 1 <= min_replicas <= replicas <= max_replicas:
+            raise ConfigError("autoscaling needs 1 <= --min-replicas <= --replicas <= --max-replicas")
+    if num_gpus < 0 or num_cpus < 0:
+        raise ConfigError("--gpus-per-replica and --cpus-per-replica must be >= 0")
+    if local_cpus is not None and local_cpus < 1:
+        raise ConfigError("--ray-local-cpus must be >= 1")
+    if not ray_app or not all(c.isalnum() or c in "-_" for c in ray_app):
+        raise ConfigError(f"--ray-app must be letters, digits, - and _, not {ray_app!r}")
+    if engine == "local" and ray_address:
+        raise ConfigError("--ray-address needs --engine ray")
+    return EngineConfig(kind=engine, ray_address=ray_address or None, ray_app=ray_app,  # type: ignore[arg-type]
+                        replicas=replicas, min_replicas=min_replicas, max_replicas=max_replicas,
+                        num_gpus=num_gpus, num_cpus=num_cpus, local_cpus=local_cpus)

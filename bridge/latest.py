@@ -3,6 +3,11 @@
 Putting a job into an occupied slot replaces it; the overtaken job is returned to the
 caller so it can be counted and reported as dropped. Nothing here can grow without
 bound: there is one slot per client and at most ``max_clients`` clients.
+
+With ``exclusive=True`` (several workers, e.g. the Ray engine's dispatchers) a taken client is
+*held* until :meth:`LatestMailboxes.release`: its next frame waits in its slot (and can still be
+overtaken) instead of going to a second worker, so a client never has two frames in flight and
+its replies keep their order.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ class MailboxClosed(Exception):
 class LatestMailboxes(Generic[T]):
     """Thread-safe single-slot mailboxes keyed by client, served round-robin."""
 
-    def __init__(self) -> None:
+    def __init__(self, exclusive: bool = False) -> None:
         self._slots: OrderedDict[Hashable, T] = OrderedDict()
         self._ready: deque[Hashable] = deque()  # clients with a full slot, each at most once
         self._cond = threading.Condition()
         self._closed = False
+        self._exclusive = exclusive
+        self._held: set[Hashable] = set()  # exclusive mode: clients with a frame in flight
 
     def put(self, key: Hashable, item: T) -> T | None:
         """Store ``item`` as ``key``'s newest job; return the job it overtook, if any."""
@@ -36,21 +43,49 @@ class LatestMailboxes(Generic[T]):
             self._slots[key] = item
             if overtaken is None:
                 self._ready.append(key)
-                self._cond.notify()
+                if self._exclusive:  # a woken worker may find only held clients: wake them all
+                    self._cond.notify_all()
+                else:
+                    self._cond.notify()
             return overtaken
 
     def take(self, timeout: float | None = None) -> T | None:
         """Block until some client has a job and return the oldest-waiting client's newest job.
 
         Returns None on timeout; raises MailboxClosed once closed and empty of interest.
+        In exclusive mode held clients are skipped, and the returned job's client is held.
         """
         with self._cond:
-            if not self._cond.wait_for(lambda: self._ready or self._closed, timeout):
+            if not self._cond.wait_for(lambda: self._closed or self._next_key() is not None, timeout):
                 return None
             if self._closed:
                 raise MailboxClosed()
-            key = self._ready.popleft()
+            key = self._next_key()
+            if self._exclusive:
+                self._ready.remove(key)
+                self._held.add(key)
+            else:
+                self._ready.popleft()
             return self._slots.pop(key)
+
+    def _next_key(self) -> Hashable | None:
+        if not self._exclusive:
+            return self._ready[0] if self._ready else None
+        return next((k for k in self._ready if k not in self._held), None)
+
+    def release(self, key: Hashable) -> None:
+        """Exclusive mode: ``key``'s frame is answered; its next frame may be taken."""
+        if not self._exclusive:
+            return
+        with self._cond:
+            self._held.discard(key)
+            if key in self._slots:
+                self._cond.notify_all()
+
+    def in_flight(self) -> int:
+        """Exclusive mode: clients with a frame taken and not yet released."""
+        with self._cond:
+            return len(self._held)
 
     def discard(self, key: Hashable) -> T | None:
         """Remove ``key``'s pending job (a client that went away); return it if there was one."""

@@ -9,23 +9,26 @@ Thread contract:
   the OS level); if that would block, the loop sends them.
 * Model loading runs on a separate loader thread, so a slow load never stalls frames;
   the worker picks up the new stage at the next frame boundary.
+* Where the model runs is the engine's business (:mod:`bridge.engines`): the local engine
+  keeps one worker thread; an engine with ``max_in_flight > 1`` (Ray) gets that many workers
+  over exclusive mailboxes, so each client still has at most one frame in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
-from collections import OrderedDict
+import time
 from typing import Hashable
 
-from .config import PipelineConfig
+from .config import EngineConfig, PipelineConfig
 from .errors import ClientError, ModelLoadError
 from .jobs import FrameJob, error_packet
 from .latest import LatestMailboxes, MailboxClosed
 from .osc import encode_message
 from . import protocol, stages
+from .engines import Engine, create_engine
 from .monitor import FrameTap
 from .stats import PipelineStats
 
@@ -37,18 +40,15 @@ WORKER_JOIN_TIMEOUT_S = 1.0  # a stage stuck longer than this is abandoned at sh
 class Pipeline:
     """Owns the mailboxes, the worker thread, the active stage and the statistics."""
 
-    def __init__(self, model: str, config: PipelineConfig | None = None) -> None:
+    def __init__(self, model: str, config: PipelineConfig | None = None, engine: EngineConfig | None = None) -> None:
         self.stats = PipelineStats()
-        self._mailboxes: LatestMailboxes[FrameJob] = LatestMailboxes()
         self._initial_model = model
         self.catalog = stages.Catalog(config)
+        self.engine: Engine = create_engine(self.catalog, engine)
+        self._workers_n = max(1, int(self.engine.max_in_flight))
+        self._mailboxes: LatestMailboxes[FrameJob] = LatestMailboxes(exclusive=self._workers_n > 1)
         self._stage: stages.Stage | None = None
-        # Recently used models stay loaded (an artist flips between colour styles) within a
-        # byte budget of weights; the active one is never evicted. Loop thread only.
-        self._resident: OrderedDict[str, stages.Stage] = OrderedDict()
-        self._budget_bytes = (config or PipelineConfig()).memory_budget_mb * 1024 * 1024
-        self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="p2p-loader")
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.monitor: FrameTap | None = None  # the monitor page's tap (bridge/monitor.py), when set
 
@@ -57,24 +57,28 @@ class Pipeline:
         return self._stage.name if self._stage is not None else ""
 
     async def async_start(self) -> None:
-        """Load the initial model (raises ModelLoadError) and start the worker thread."""
+        """Load the initial model (raises ModelLoadError) and start the worker thread(s)."""
         self._loop = asyncio.get_running_loop()
-        self._stage = await self._loop.run_in_executor(self._loader, self.catalog.load, self._initial_model)
-        self._resident[self._initial_model] = self._stage
-        self._worker = threading.Thread(target=self._work, name="p2p-worker", daemon=True)
-        self._worker.start()
-        log.info("pipeline ready: model %s", self.model_name)
+        self._stage = await self.engine.async_start(self._initial_model)
+        for i in range(self._workers_n):
+            name = "p2p-worker" if self._workers_n == 1 else f"p2p-worker-{i}"
+            worker = threading.Thread(target=self._work, name=name, daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        log.info("pipeline ready: model %s (engine %s)", self.model_name, self.engine.kind)
 
     async def async_stop(self) -> None:
         """Stop taking frames; wait (bounded) for the frame in progress."""
         left = self._mailboxes.close()
         if left:
             log.info("shutdown: %d pending frame(s) discarded", len(left))
-        if self._worker is not None:
-            await asyncio.to_thread(self._worker.join, WORKER_JOIN_TIMEOUT_S)
-            if self._worker.is_alive():
-                log.warning("model worker still busy after %.1f s; abandoning it", WORKER_JOIN_TIMEOUT_S)
-        self._loader.shutdown(wait=False, cancel_futures=True)
+        if self._workers:
+            await asyncio.to_thread(_join_all, self._workers, WORKER_JOIN_TIMEOUT_S)
+            busy = sum(w.is_alive() for w in self._workers)
+            if busy:
+                log.warning("%d model worker(s) still busy after %.1f s; abandoning them", busy,
+                            WORKER_JOIN_TIMEOUT_S)
+        await self.engine.async_stop()
 
     def submit(self, job: FrameJob) -> FrameJob | None:
         """Put ``job`` in its client's mailbox; returns the job it overtook (already counted)."""
@@ -101,39 +105,21 @@ class Pipeline:
         return self._stage
 
     def resident_models(self) -> list[str]:
-        return list(self._resident)
+        return self.engine.resident_models()
 
     async def async_switch_model(self, spec: str) -> str:
         """Make ``spec`` the active stage; returns its name.
 
-        A resident model switches at once; otherwise it loads (and warms up) on the loader
-        thread while the old model keeps serving, and the switch happens at the next frame
-        boundary: no frame is dropped or blank during a swap.
+        A resident model switches at once; otherwise it loads (and warms up) while the old
+        model keeps serving (the engine's business: a loader thread, or every Ray replica), and
+        the switch happens at the next frame boundary: no frame is dropped or blank during a swap.
         """
         self.catalog.validate(spec)
         assert self._loop is not None
-        stage = self._resident.get(spec)
-        if stage is None:
-            stage = await self._loop.run_in_executor(self._loader, self.catalog.load, spec)
-        self._resident[spec] = stage
-        self._resident.move_to_end(spec)
+        stage = await self.engine.async_switch(spec)
         self._stage = stage  # an atomic reference swap: the worker reads it once per frame
-        self._evict()
-        log.info("model switched to %s (resident: %s)", stage.name, ", ".join(self._resident))
+        log.info("model switched to %s (resident: %s)", stage.name, ", ".join(self.resident_models()))
         return stage.name
-
-    def _evict(self) -> None:
-        """Unload least recently used models until the resident weights fit the budget."""
-        def total() -> int:
-            return sum(int(getattr(st, "nbytes", 0)) for st in self._resident.values())
-
-        while total() > self._budget_bytes and len(self._resident) > 1:
-            name = next(iter(self._resident))
-            if self._resident[name] is self._stage:
-                self._resident.move_to_end(name)
-                continue
-            del self._resident[name]
-            log.info("model %s unloaded (memory budget %d MiB)", name, self._budget_bytes >> 20)
 
     # -- worker thread ------------------------------------------------------------------
     def _work(self) -> None:
@@ -155,20 +141,32 @@ class Pipeline:
                     self.monitor.offer(job, stage)
             except ClientError as exc:
                 self.stats.count_error()
-                log.info("frame %d from %s: %s: %s", exc.frame_id, job.client, exc.code, exc.message)
-                packet = error_packet(exc.code, exc.message, exc.frame_id)
+                # An engine's stage knows no frame ids (e.g. replica_lost): the error is this job's.
+                frame_id = job.frame_id if exc.frame_id == protocol.NO_FRAME_ID else exc.frame_id
+                log.info("frame %d from %s: %s: %s", frame_id, job.client, exc.code, exc.message)
+                packet = error_packet(exc.code, exc.message, frame_id)
                 if self.monitor is not None:
-                    self.monitor.error(job.client, exc.code, exc.message, exc.frame_id)
+                    self.monitor.error(job.client, exc.code, exc.message, frame_id)
             except Exception as exc:  # a bug must not kill the worker: report it and go on
                 self.stats.count_error()
                 log.exception("frame %d from %s failed", job.frame_id, job.client)
                 packet = error_packet("internal", f"{type(exc).__name__}: {exc}", job.frame_id)
-            if job.reply_direct is not None and job.reply_direct(packet):
-                continue
             try:
-                loop.call_soon_threadsafe(job.reply, packet)
+                if job.reply_direct is None or not job.reply_direct(packet):
+                    loop.call_soon_threadsafe(job.reply, packet)
             except RuntimeError:  # loop closed during shutdown
                 return
+            finally:
+                # Only now may this client's next frame go: its reply is sent (or queued on the
+                # loop, in order), so replies never overtake each other.
+                self._mailboxes.release(job.client)
+
+
+def _join_all(threads: list[threading.Thread], timeout_s: float) -> None:
+    """Join ``threads`` within one shared ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
 
 
 def model_list_packet(catalog: stages.Catalog | None = None) -> bytes:

@@ -62,6 +62,8 @@ ERROR_CODES: dict[str, str] = {
     "ws_bad_frame": "a WebSocket frame message with a bad header, or a payload that is truncated or overlong",
     "bad_keypoints": "a keypoint message with an unknown layout, a count that is not whole people, or NaN/inf",
     "no_target": "keypoints arrived before /pose2person/keypoints/target named where the pictures go",
+    "replica_lost": "--engine ray: the Ray replica holding this frame died or stopped answering; the frame is"
+                    " lost, Ray replaces the replica and later frames go on (docs/SCALING.md)",
     "internal": "an unexpected error in the bridge (see its log)",
 }
 

@@ -44,7 +44,7 @@ class Bridge:
         self.should_exit = False
         self.force_exit = False
         self.started: asyncio.Event | None = None  # created on the loop in serve()
-        self.pipeline = Pipeline(config.pipeline.model, config.pipeline)
+        self.pipeline = Pipeline(config.pipeline.model, config.pipeline, config.engine)
         self.monitor = FrameTap()  # the monitor page's bounded view of the pipeline
         self.pipeline.monitor = self.monitor
         self.router = Router(config.osc.max_clients * 4)
@@ -102,6 +102,7 @@ class Bridge:
             "malformed_packets": self.controller.malformed_packets if self.controller else 0,
             "shm_channels": self.channels.names() if self.channels else [],
             "endpoints": dict(self.endpoints),
+            "engine": self.pipeline.engine.describe(),
         }
 
     # -- lifecycle ----------------------------------------------------------------------
