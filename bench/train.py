@@ -5,7 +5,9 @@
 
 For each configuration it builds the real training model (:mod:`bridge.train.models`: generator
 from ``bridge.generator.nets``, PatchGAN, reference losses, Adam) and times full optimisation steps
-(D step + G step) on random [-1, 1] batches, after two warm-up steps, for at least ``--seconds``.
+(D step + G step) on random [-1, 1] batches, after two warm-up steps, in ``--rounds`` interleaved
+rounds (``--seconds`` per row in all), reporting the best round (the least disturbed by other
+processes: on a shared machine the best is the most repeatable figure), the median and the worst.
 Baselines in the same run:
 
 * ``G forward`` -- the generator's inference alone (no grad), batch 1: the floor a training step
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -54,41 +57,43 @@ def _cpu_seconds_of_others() -> float:
     return busy - own
 
 
-def time_steps(config: dict, batch: int, seconds: float, device: torch.device) -> float:
-    o = resolved(TrainOptions(dataroot=Path("."), name="bench", batch_size=batch, **config))
-    model = build_model(o, device)
-    size = o.crop_size
-    a = torch.rand(batch, 3, size, size, device=device) * 2 - 1
-    b = torch.rand(batch, 3, size, size, device=device) * 2 - 1
-    for _ in range(2):
-        model.step(a, b)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or n < 3:
-        model.step(a, b)
-        n += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n * batch / (time.perf_counter() - t0)
+class Row:
+    """One measured configuration: a ready model and inputs; :meth:`run` times it for ``seconds``."""
 
+    def __init__(self, label: str, what: str, config: dict, batch: int, forward_only: bool,
+                 device: torch.device) -> None:
+        self.label, self.what, self.device = label, what, device
+        o = resolved(TrainOptions(dataroot=Path("."), name="bench", batch_size=batch, **config))
+        self.model = build_model(o, device)
+        self.forward_only = forward_only
+        self.batch = batch
+        size = o.crop_size
+        self.a = torch.rand(batch, 3, size, size, device=device) * 2 - 1
+        self.b = torch.rand(batch, 3, size, size, device=device) * 2 - 1
+        if forward_only:
+            set_norm_mode(self.model.G, "stable")
+            self.model.G.eval()
+        self.rates: list[float] = []
+        self.run(0.0)  # warm-up (two calls)
+        self.rates.clear()
 
-def time_forward(config: dict, seconds: float, device: torch.device) -> float:
-    o = resolved(TrainOptions(dataroot=Path("."), name="bench", **config))
-    g = build_model(o, device).G
-    set_norm_mode(g, "stable")
-    g.eval()
-    x = torch.rand(1, 3, o.crop_size, o.crop_size, device=device) * 2 - 1
-    with torch.inference_mode():
-        for _ in range(2):
-            g(x)
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds or n < 3:
-            g(x)
-            n += 1
-        if device.type == "cuda":
+    def _once(self) -> None:
+        if self.forward_only:
+            with torch.inference_mode():
+                self.model.G(self.a)
+        else:
+            self.model.step(self.a, self.b)
+
+    def run(self, seconds: float) -> None:
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
-    return n / (time.perf_counter() - t0)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or n < 2:
+            self._once()
+            n += 1
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.rates.append(n * self.batch / (time.perf_counter() - t0))
 
 
 def main() -> int:
@@ -97,33 +102,39 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--batches", default="1,4,8")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated configuration labels")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    rows = []
     others0, wall0 = _cpu_seconds_of_others(), time.perf_counter()
-    for label, config in CONFIGS.items():
-        fwd = time_forward(config, args.seconds / 2, device)
-        rows.append((label, "G forward only (inference), batch 1", fwd))
-        print(f"{label}: forward {fwd:.1f} img/s", file=sys.stderr, flush=True)
+    rows = []
+    for label in args.configs.split(","):
+        config = CONFIGS[label]
+        rows.append(Row(label, "G forward only (inference), batch 1", config, 1, True, device))
         for batch in (int(b) for b in args.batches.split(",")):
             if "unet_256/64" in label and device.type == "cpu" and batch > 4:
                 continue  # minutes per row on 2 cores; batch 1 and 4 make the point
-            ips = time_steps(config, batch, args.seconds, device)
-            rows.append((label, f"train step, batch {batch}", ips))
-            print(f"{label}: batch {batch} {ips:.2f} img/s", file=sys.stderr, flush=True)
+            rows.append(Row(label, f"train step, batch {batch}", config, batch, False, device))
+    # Interleaved rounds, so a burst of load elsewhere hits every row alike; the median is reported.
+    for r in range(args.rounds):
+        for row in rows:
+            row.run(args.seconds / args.rounds)
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     wall = time.perf_counter() - wall0
     others = (_cpu_seconds_of_others() - others0) / wall if wall else 0.0
-    print(f"| configuration | what | images/s |\n|---|---|---|")
-    for label, what, ips in rows:
-        print(f"| {label} | {what} | {ips:.2f} |")
+    print("| configuration | what | images/s, best round | median | worst |\n|---|---|---|---|---|")
+    for row in rows:
+        rates = sorted(row.rates)
+        print(f"| {row.label} | {row.what} | {rates[-1]:.2f} | {statistics.median(rates):.2f} | {rates[0]:.2f} |")
     print(f"\ndevice {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); "
           f"other processes used {others:.2f} CPUs on average during the run")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": str(device), "rows": rows, "other_cpus": others}, indent=2))
+        Path(args.json).write_text(json.dumps({"device": str(device), "other_cpus": others,
+                                               "rows": [(r.label, r.what, r.rates) for r in rows]}, indent=2))
     return 0
 
 
