@@ -94,7 +94,7 @@ def run_generator(model_dir: Path, poses: np.ndarray) -> np.ndarray:
     outs = []
     with torch.inference_mode():
         for pose in poses:
-            x = torch.from_numpy(np.ascontiguousarray(pose)).permute(2, 0, 1)[None].float() / 127.5 - 1
+            x = torch.from_numpy(np.array(pose)).permute(2, 0, 1)[None].float() / 127.5 - 1
             y = net(x)[0].permute(1, 2, 0).numpy()
             outs.append(((y + 1) / 2 * 255).astype(np.uint8))  # truncation, as tensor2im
     return np.stack(outs)
