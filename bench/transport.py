@@ -256,7 +256,7 @@ class Daemon(DaemonProcess):
         self.shm_dir = base / "shm"
         self.root.mkdir()
         self.shm_dir.mkdir()
-        super().__init__(["--allow-root", str(self.root)], shm_dir=self.shm_dir, start_timeout=30.0, src=src)
+        super().__init__(["--allow-root", str(self.root), "--model", "passthrough"], shm_dir=self.shm_dir, start_timeout=30.0, src=src)
 
 
 # -- the RunwayML-style HTTP baseline -------------------------------------------------------

@@ -15,6 +15,7 @@ from . import __version__
 from .config import DEFAULT_HTTP_PORT, DEFAULT_MAX_PIXELS, DEFAULT_OSC_PORT, default_allow_root
 from .errors import BridgeError
 
+DEFAULT_MODEL = "puppet"  # models/puppet: works offline, with no downloads
 EXIT_FAILED = 1
 EXIT_STARTUP = 3
 log = logging.getLogger("bridge")
@@ -38,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"OSCQuery/HTTP port (default {DEFAULT_HTTP_PORT}; 0 = any free port)")
     serve.add_argument("--no-http", action="store_true", help="do not serve OSCQuery/HTTP")
     serve.add_argument("--no-tcp", action="store_true", help="do not accept OSC over TCP")
-    serve.add_argument("--model", default=_env("MODEL", "passthrough"),
-                       help="model to start with: passthrough, invert, throttle:<ms> (default passthrough)")
+    serve.add_argument("--model", default=_env("MODEL", DEFAULT_MODEL),
+                       help=f"model to start with: a model card (pose2person models list) or a built-in "
+                            f"(passthrough, invert, throttle:<ms>); default {DEFAULT_MODEL}, the shipped demo "
+                            f"model, which draws a puppet from keypoint messages")
     serve.add_argument("--allow-root", action="append", metavar="DIR", dest="allow_roots",
                        help=f"directory that path frames may be read from and written to (repeatable; "
                             f"default {default_allow_root()})")

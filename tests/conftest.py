@@ -78,6 +78,8 @@ def start_bridge(tmp_path: Path, *extra: str, zeroconf: bool = False, http: bool
            "--allow-root", str(root), "--shm-dir", str(shm_dir), "--log-level", "info"]
     cmd += ["--http-port", "0"] if http else ["--no-http"]
     cmd += ["--zeroconf-interface", "127.0.0.1"] if zeroconf else ["--no-zeroconf"]
+    if "--model" not in extra:
+        cmd += ["--model", "passthrough"]  # fast to start; the demo model's own tests ask for it
     cmd += list(extra)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})

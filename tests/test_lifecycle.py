@@ -140,7 +140,8 @@ def serve(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "root").mkdir(exist_ok=True)
     (tmp_path / "shm").mkdir(exist_ok=True)
     cmd = [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--no-http", "--no-zeroconf",
-           "--allow-root", str(tmp_path / "root"), "--shm-dir", str(tmp_path / "shm"), *extra]
+           "--allow-root", str(tmp_path / "root"), "--shm-dir", str(tmp_path / "shm"),
+           *(() if "--model" in extra else ("--model", "passthrough")), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=20, cwd=REPO)
 
 
