@@ -6,6 +6,7 @@ rounding (tests compare both; typical relative difference 1e-6):
 * :func:`fuse_frozen_bn`: each conv followed by a FrozenBN becomes one conv with
   ``W * scale`` and bias ``shift`` (FrozenBN is an affine map per channel).
 * channels-last memory format for the convolutions (oneDNN's preferred layout on CPU).
+* :func:`fc1_as_conv`: the box head's fc1 on the flattened 256x7x7 ROI features is a 7x7 conv.
 * :func:`decoder_window`: the Panoptic-FPN decoder only over the part of the stride-4 map the
   DensePose ROIAlign will read (the union of the kept people's boxes plus margins), pasted into a
   zero map of the full size so ROIAlign's border handling is unchanged. Every decoder op is
@@ -42,6 +43,15 @@ def fuse_frozen_bn(model: nn.Module) -> int:
             module.norm = None
             fused += 1
     return fused
+
+
+def fc1_as_conv(box_head: nn.Module, channels: int, resolution: int) -> None:
+    """Let the box head run fc1 as a ``resolution`` x ``resolution`` conv (same weights, viewed as
+    (out, C, R, R); oneDNN's conv is about 2x faster than the BLAS GEMM on this CPU). The view is
+    a non-persistent buffer: the state dict is unchanged, ``.to()`` moves it."""
+    fc1 = box_head.fc1
+    weight = fc1.weight.detach().reshape(fc1.out_features, channels, resolution, resolution)
+    box_head.register_buffer("fc1_conv_weight", weight, persistent=False)
 
 
 def decoder_window(boxes: torch.Tensor, height: int, width: int) -> tuple[int, int, int, int]:

@@ -68,9 +68,10 @@ class DensePosePredictor:
             log.info("fp16 asked for on %s: ignored (fp16 is for CUDA only)", self.device)
         self.fast = self.settings.fast
         if self.fast:
-            from .fast import fuse_frozen_bn
+            from .fast import fc1_as_conv, fuse_frozen_bn
 
             fuse_frozen_bn(model)  # in fp32, before any cast
+            fc1_as_conv(model.roi_heads.box_head, config.fpn_out_channels, config.box_pooler_resolution)
         self.model = model.to(self.device)
         if self.half:
             self.model.half()

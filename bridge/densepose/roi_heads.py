@@ -95,8 +95,16 @@ class FastRCNNConvFCHead(nn.Module):
             dim = cfg.box_fc_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.flatten(x, start_dim=1)
-        for fc in self.fcs:
+        fcs = self.fcs
+        conv_weight = getattr(self, "fc1_conv_weight", None)  # set by fast.fc1_as_conv
+        if conv_weight is not None and x.dim() == 4:
+            # fc1 over the flattened (C, H, W) = a conv whose kernel covers the whole map
+            x = F.relu(F.conv2d(x.contiguous(memory_format=torch.channels_last), conv_weight, fcs[0].bias))
+            x = torch.flatten(x, start_dim=1)
+            fcs = fcs[1:]
+        else:
+            x = torch.flatten(x, start_dim=1)
+        for fc in fcs:
             x = F.relu(fc(x))
         return x
 
