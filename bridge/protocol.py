@@ -46,8 +46,6 @@ ERROR_CODES: dict[str, str] = {
     "image_decode_failed": "the input file is not a readable image (corrupt, truncated, unknown format)",
     "image_too_large": "the image or shm frame has more pixels than --max-pixels",
     "bad_dimensions": "zero, negative or otherwise impossible width/height",
-    "bad_keypoints": "a keypoint message with an unknown layout, a value count that is not a whole number of"
-                     " people, NaN/infinite or non-numeric values, or too many people (docs/KEYPOINTS.md)",
     "write_failed": "the output file could not be written",
     "unknown_model": "no model of that name",
     "model_load_failed": "the model exists but could not be loaded (the previous model stays active)",
@@ -60,7 +58,8 @@ ERROR_CODES: dict[str, str] = {
     "shm_frame_missing": "no slot of the channel holds that frame id",
     "too_many_channels": "the shared-memory channel limit is reached",
     "ws_bad_frame": "a WebSocket frame message with a bad header, or a payload that is truncated or overlong",
-    "bad_keypoints": "a keypoint message with an unknown layout, a count that is not whole people, or NaN/inf",
+    "bad_keypoints": "a keypoint message with an unknown layout, a value count that is not a whole number of"
+                     " people, NaN/infinite or non-numeric values, or too many people (docs/KEYPOINTS.md)",
     "no_target": "keypoints arrived before /pose2person/keypoints/target named where the pictures go",
     "replica_lost": "--engine ray: the Ray replica holding this frame died or stopped answering; the frame is"
                     " lost, Ray replaces the replica and later frames go on (docs/SCALING.md)",
