@@ -4,7 +4,8 @@ The client side of the keypoint contract (docs/PROTOCOL.md), over real OSC and s
 
 1. ``/pose2person/shm/open s channel i width i height s RGB8`` opens a channel whose output ring
    receives the generated pictures;
-2. ``/pose2person/keypoints/target s channel`` names it as this client's keypoint target;
+2. ``/pose2person/keypoints/target s channel`` names it as this client's keypoint target (the
+   bridge confirms with the same message);
 3. per frame ``/pose2person/keypoints s layout i frame_id i width i height f x f y f score ...``;
    the bridge answers ``/pose2person/frame/ready s channel i frame_id f latency_ms`` when the
    picture is in the ring (or ``/pose2person/frame/dropped`` / ``/pose2person/error``).
@@ -143,10 +144,7 @@ def play(host: str, port: int, frames: list[kp.KeypointFrame], output: Path, fps
         session = client.open_shm(CHANNEL, size_w, size_h, "RGB8")
         try:
             try:
-                client.send(KEYPOINTS_TARGET, session.name)
-                client.wait_for(lambda m: False, timeout=0.2)
-            except ReplyTimeout:
-                pass  # no reply is the success case of the target message
+                client.request(KEYPOINTS_TARGET, (session.name,), KEYPOINTS_TARGET)
             except RemoteError as exc:
                 raise _not_supported(host, port, exc) from None
             start = time.perf_counter()

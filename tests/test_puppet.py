@@ -106,21 +106,47 @@ def test_demo_dance_frames_and_skeleton() -> None:
     assert len(kp.keypoints_to_pose(frames[0]).instances) == 2
 
 
-def test_demo_against_a_bridge_without_keypoint_support_fails_clearly(tmp_path: Path) -> None:
+def test_demo_plays_through_a_real_bridge_serving_the_puppet(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from bridge import protocol
+    import cv2
+
     from conftest import REPO, start_bridge
 
-    if f"{protocol.PREFIX}/keypoints" in protocol.ADDRESS_BY_PATH:
-        pytest.skip("this bridge answers keypoint messages; test_demo_model covers the full demo")
-    running = start_bridge(tmp_path)
+    running = start_bridge(tmp_path, "--model", "puppet")
     try:
         done = subprocess.run([sys.executable, "-m", "bridge", "demo", "-o", str(tmp_path / "d.mp4"), "--to",
-                               f"127.0.0.1:{running.osc_port}", "--seconds", "1", "--no-progress"],
-                              capture_output=True, text=True, cwd=REPO, timeout=60)
+                               f"127.0.0.1:{running.osc_port}", "--seconds", "1", "--fps", "8", "--people", "2",
+                               "--no-progress"], capture_output=True, text=True, cwd=REPO, timeout=90)
     finally:
         running.stop()
-    assert done.returncode == 1
-    assert "does not answer keypoint messages" in done.stderr
+    assert done.returncode == 0, done.stderr
+    assert "8/8 frames" in done.stdout and "latency" in done.stdout
+    video = cv2.VideoCapture(str(tmp_path / "d.mp4"))
+    frames = []
+    while True:
+        ok, frame = video.read()
+        if not ok:
+            break
+        frames.append(frame)
+    video.release()
+    assert len(frames) == 8 and frames[0].shape == (256, 768, 3)
+    output = frames[-1][40:, 512:]  # the bridge's picture, below the burnt-in figures
+    assert (output < 200).any(axis=-1).mean() > 0.03  # a puppet, not a blank frame
+
+
+def test_demo_without_a_bridge_says_so(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run([sys.executable, "-m", "bridge", "demo", "-o", str(tmp_path / "d.mp4"), "--to",
+                           f"127.0.0.1:{port}", "--seconds", "1", "--timeout", "1", "--no-progress"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 1 and "no bridge answers" in done.stderr
