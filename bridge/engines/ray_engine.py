@@ -26,9 +26,11 @@ The deployment (:class:`StageReplica`, one per replica process, ``max_ongoing_re
   the frames it held fail in the front end with :class:`ray.exceptions.RayActorError` and are
   answered ``replica_lost`` (docs/PROTOCOL.md); the other replicas keep serving.
 
-Without ``--ray-address`` the engine starts a private local cluster and shuts it down with
-the daemon (no Ray process is left behind); with one it joins that cluster and, at shutdown,
-deletes only its own Serve application. docs/SCALING.md has the recipe and the measurements.
+Without ``--ray-address`` the engine starts a private local cluster on loopback and shuts it
+down with the daemon (no Ray process is left behind); with one it joins that cluster and, at
+shutdown, deletes only its own Serve application. docs/SCALING.md has the recipe and the
+measurements. Ray itself is imported when the engine starts (:meth:`RayEngine._connect`),
+because a private cluster's loopback setting must be in the environment before that.
 """
 
 from __future__ import annotations
@@ -42,8 +44,6 @@ import time
 from typing import Any
 
 import numpy as np
-import ray
-from ray import serve
 
 from .. import __version__
 from ..config import EngineConfig, PipelineConfig
@@ -61,10 +61,16 @@ GRACEFUL_SHUTDOWN_S = 2.0  # a replica being stopped gets this long to finish it
 STATUS_POLL_S = 1.0  # the front end's view of the deployment (replica states) for /health
 STOP_WAIT_S = 15.0  # at shutdown, the daemon waits this long for Ray to stop (process exit waits the rest)
 MAX_REPLICA_ROWS = 64  # replicas remembered for /health (old ones go first)
+# Ray's switch for "this machine only": node addresses become 127.0.0.1 instead of the host's
+# network address, so a private cluster's traffic never leaves loopback. Read when Ray is imported.
+LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def _ray_system_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean "the replica or the cluster lost the frame", not "the model failed"."""
+    import ray
+    from ray import serve
+
     errors: list[type[BaseException]] = [ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError,
                                          ray.exceptions.ObjectLostError, ray.exceptions.RaySystemError,
                                          TimeoutError]
@@ -92,6 +98,9 @@ class StageReplica:
     """
 
     def __init__(self, pipeline: PipelineConfig) -> None:
+        import ray
+        from ray import serve
+
         self._catalog = Catalog(pipeline)
         self._resident = ResidentStages(pipeline.memory_budget_mb * 1024 * 1024)
         self._active: str | None = None
@@ -169,8 +178,6 @@ def stage_facts(stage: Stage) -> dict[str, Any]:
             "pose_source": getattr(stage, "pose_source", None), "pose_style": getattr(stage, "pose_style", None)}
 
 
-StageDeployment = serve.deployment(StageReplica, name=DEPLOYMENT_NAME)
-
 
 # -- front-end side ----------------------------------------------------------------------------
 
@@ -193,6 +200,8 @@ class RemoteStage:
         self.facts = facts
 
     def process(self, image: np.ndarray, fmt: str) -> np.ndarray:
+        import ray
+
         ref = ray.put(image)  # the object store: the replica maps it (same node) or Ray ships it once
         return self._engine.call(self, "process", ref, fmt)
 
@@ -232,7 +241,7 @@ class RayEngine:
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
         self._teardown_thread: threading.Thread | None = None
-        self._errors = _ray_system_errors()
+        self._errors: tuple[type[BaseException], ...] = ()  # Ray's, once Ray is imported
         self._in_place_switch = True
         self.startup_s: float | None = None  # ray.init + serve start + first deployment, measured
 
@@ -253,14 +262,19 @@ class RayEngine:
 
     def _connect(self) -> None:
         cfg = self.config
+        if not cfg.ray_address:
+            os.environ.setdefault(LOOPBACK_ONLY_ENV, "0")  # before the first `import ray`
+        import ray
+        from ray import serve
+
+        self._errors = _ray_system_errors()
         common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False,
                                   "namespace": "pose2person"}
         try:
             if cfg.ray_address:
                 ray.init(address=cfg.ray_address, **common)
             else:
-                # A private cluster serves this machine only: its processes talk over loopback.
-                ray.init(num_cpus=cfg.local_cpus, _node_ip_address="127.0.0.1", **common)
+                ray.init(num_cpus=cfg.local_cpus, **common)  # loopback only (LOOPBACK_ONLY_ENV)
                 self._owns_cluster = True
             serve.start(proxy_location="Disabled")  # frames come through handles, not Serve's HTTP proxy
         except Exception as exc:
@@ -288,6 +302,9 @@ class RayEngine:
         self._ray_thread.shutdown(wait=False, cancel_futures=True)
 
     def _teardown(self) -> None:
+        import ray
+        from ray import serve
+
         if not ray.is_initialized():
             return
         started = time.perf_counter()
@@ -316,6 +333,8 @@ class RayEngine:
 
     def _deploy(self, spec: str) -> dict[str, Any]:
         """Blocking (the Ray thread): probe, then roll the new ``user_config`` out to every replica."""
+        from ray import serve
+
         if self._handle is not None:
             facts, error = self._handle.probe.remote(spec).result(timeout_s=FRAME_TIMEOUT_S)
             if error is not None:
@@ -330,6 +349,8 @@ class RayEngine:
         return facts
 
     def _application(self, spec: str) -> Any:
+        from ray import serve
+
         c = self.config
         options: dict[str, Any] = {
             "user_config": {"model": spec},
@@ -346,7 +367,7 @@ class RayEngine:
                                              "initial_replicas": c.replicas, "target_ongoing_requests": 1.0}
         else:
             options["num_replicas"] = c.replicas
-        deployment = StageDeployment.options(**options)
+        deployment = serve.deployment(StageReplica, name=DEPLOYMENT_NAME).options(**options)
         if self._in_place_switch:
             # A fixed code version makes a user_config change a light, in-place reconfigure
             # (replicas keep their processes and resident models). Serve only offers this to its
@@ -392,6 +413,8 @@ class RayEngine:
                 self._replicas.pop(next(iter(self._replicas)))
 
     def _poll_status(self) -> None:
+        from ray import serve
+
         while not self._stopping.wait(STATUS_POLL_S):
             try:
                 app = serve.status().applications.get(self.config.ray_app)

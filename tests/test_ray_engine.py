@@ -1,0 +1,382 @@
+"""``serve --engine ray``: real daemons in front of a real local Ray cluster (CPU only, 2 replicas).
+
+One cluster for the module (``ray start --head`` on loopback, joined with ``--ray-address``: the
+two-machine recipe on one machine), tiny models (``invert``, ``throttle``, a 64x64 generator
+card made here). Checked: several clients' frames spread over the replicas, each client's
+replies in order with latest-frame-wins, outputs equal to the local engine's pixel for pixel, a
+switch that reaches every replica before ``/model/ready``, a killed replica replaced while the
+stream goes on (its frame answered ``replica_lost``), and no Ray process left behind.
+Skips without Ray, except under CI=true (``pip install -e '.[ray]'``; .ci/run does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+from bridge.client import RemoteError
+from conftest import IN_CI, REPO, RunningBridge, start_bridge, wait_until
+
+
+def _find_spec_safe(name: str) -> object:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+
+
+_MISSING = [m for m in ("ray", "ray.serve", "psutil") if _find_spec_safe(m) is None]
+if _MISSING:  # pragma: no cover - depends on the environment
+    if IN_CI:
+        raise RuntimeError(f"CI needs ray[serve] and psutil (pip install -e '.[ray]'); missing: {_MISSING}")
+    pytest.skip(f"ray[serve] is not installed (pip install -e '.[ray]'); missing: {_MISSING}",
+                allow_module_level=True)
+import psutil  # noqa: E402  (the daemons import Ray; the tests only look at processes)
+
+P = "/pose2person"
+# Loopback only (node addresses 127.0.0.1, not the host's network address) and Ray's token
+# authentication (the token in ~/.ray/auth_token, made by the head if missing), for the head and
+# for every daemon started here.
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+RAY_START_TIMEOUT_S = 240.0  # Ray's own start-up is slow on 2 shared cores
+pytestmark = pytest.mark.timeout(600)
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ours(temp_dir: str) -> list[psutil.Process]:
+    """Processes whose command line names ``temp_dir`` (Ray puts its session paths there)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(temp_dir in part for part in proc.info["cmdline"] or ()):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def _gone(pids: list[int], timeout: float) -> list[int]:
+    """The pids still alive (zombies count as gone) after waiting up to ``timeout``."""
+    def alive() -> list[int]:
+        left = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    left.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return left
+
+    wait_until(lambda: not alive(), timeout, 0.2)
+    return alive()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A head node on 127.0.0.1 (2 CPUs), as `ray start --head` on the GPU server in docs/SCALING.md."""
+    saved = {k: os.environ.get(k) for k in RAY_ENV}
+    os.environ.update(RAY_ENV)  # start_bridge passes os.environ to the daemons
+    port = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="p2pray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    log_path = Path(temp_dir) / "head.log"
+    started = time.perf_counter()
+    with open(log_path, "w") as log_file:
+        head = subprocess.Popen([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                                 "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard=false",
+                                 "--temp-dir", temp_dir, "--disable-usage-stats", "--block"],
+                                stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        ok = wait_until(lambda: "Ray runtime started" in log_path.read_text() or head.poll() is not None,
+                        RAY_START_TIMEOUT_S, 0.2)
+        assert ok and head.poll() is None, log_path.read_text()
+        print(f"\nray start --head took {time.perf_counter() - started:.1f} s")
+        yield f"127.0.0.1:{port}"
+    finally:
+        pids = [p.pid for p in psutil.Process(head.pid).children(recursive=True)] if head.poll() is None else []
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
+        try:
+            head.wait(60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+        left = _gone(pids, 30) + [p.pid for p in _ours(temp_dir)]
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        assert not left, f"Ray processes left behind: {left}"
+
+
+def tiny_card(root: Path) -> Path:
+    """A models/ dir with one 64x64 CycleGAN-style card ``tiny`` (4 filters: fast on a CPU)."""
+    import torch
+
+    from bridge.generator.checkpoint import write_train_opt
+    from generator_reference import random_checkpoint, reference_keys
+
+    folder = root / "checkpoints" / "tiny"
+    folder.mkdir(parents=True)
+    torch.save(random_checkpoint(reference_keys("resnet_6blocks", 4, "instance", False), seed=7),
+               folder / "latest_net_G_A.pth")
+    write_train_opt(folder / "train_opt.txt", {
+        "netG": "resnet_6blocks", "ngf": 4, "norm": "instance", "no_dropout": True, "input_nc": 3, "output_nc": 3,
+        "load_size": 72, "crop_size": 64, "preprocess": "resize_and_crop", "direction": "AtoB",
+        "model": "cycle_gan", "name": "tiny"})
+    dest = root / "models"
+    done = subprocess.run([sys.executable, "-m", "bridge", "models", "import", str(folder), "--dest", str(dest)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return dest
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_card(tmp_path_factory.mktemp("raycards"))
+
+
+@pytest.fixture(scope="module")
+def ray_bridge(cluster: str, models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBridge]:
+    running = start_bridge(tmp_path_factory.mktemp("raybridge"), "--engine", "ray", "--ray-address", cluster,
+                           "--replicas", "2", "--cpus-per-replica", "0.5", "--model", "invert",
+                           "--models-dir", str(models), http=True, timeout=RAY_START_TIMEOUT_S)
+    yield running
+    assert running.stop(timeout=60) == 0, running.log_text()
+
+
+@pytest.fixture(scope="module")
+def local_bridge(models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBridge]:
+    running = start_bridge(tmp_path_factory.mktemp("localbridge"), "--model", "invert", "--models-dir", str(models),
+                           timeout=120)
+    yield running
+    running.stop()
+
+
+def health(bridge: RunningBridge) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{bridge.http_port}/health", timeout=5) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def frame(h: int, w: int, seed: int, channels: int = 4) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+    if channels == 4:
+        img[..., 3] = 255
+    return img
+
+
+def switch(bridge: RunningBridge, model: str) -> None:
+    client = bridge.client(timeout=10)
+    try:
+        assert client.set_model(model, timeout=240) == model
+    finally:
+        client.close()
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+def test_several_clients_spread_over_replicas_in_order_equal_to_local(ray_bridge: RunningBridge,
+                                                                       local_bridge: RunningBridge) -> None:
+    """Bursts of path frames from three clients at once: every frame is answered once (done or
+    dropped), each client's answers come in frame order, the newest frame is always done, both
+    replicas worked, and every output file equals the local engine's, byte for byte."""
+    import cv2
+
+    results: dict[int, dict[str, Any]] = {}
+
+    def client_run(c: int) -> None:
+        client = ray_bridge.client(timeout=30)
+        done: list[int] = []
+        dropped: list[int] = []
+        order: list[int] = []
+        try:
+            for i in range(12):
+                src = ray_bridge.root / f"c{c}_{i}.png"
+                cv2.imwrite(str(src), frame(48, 64, 100 * c + i, 3))
+                client.send(f"{P}/frame/path", str(src), str(ray_bridge.root / f"c{c}_{i}.out.png"), i)
+                time.sleep(0.01)
+            while len(done) + len(dropped) < 12:
+                msg = client.receive(30)
+                assert msg is not None, (c, done, dropped)
+                if msg.address == f"{P}/frame/done":
+                    done.append(int(msg.args[0]))  # type: ignore[arg-type]
+                    order.append(int(msg.args[0]))  # type: ignore[arg-type]
+                elif msg.address == f"{P}/frame/dropped":
+                    dropped.append(int(msg.args[0]))  # type: ignore[arg-type]
+                else:
+                    raise AssertionError(f"client {c}: unexpected {msg}")
+            results[c] = {"done": done, "dropped": dropped, "order": order}
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=client_run, args=(c,)) for c in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == [0, 1, 2]
+    local = local_bridge.client(timeout=30)
+    try:
+        for c, r in results.items():
+            assert sorted(r["done"] + r["dropped"]) == list(range(12)), (c, r)  # each answered once
+            assert r["order"] == sorted(r["order"]), (c, r)  # replies in frame order
+            assert 11 in r["done"], (c, r)  # latest frame wins
+            for i in r["done"]:
+                src = ray_bridge.root / f"c{c}_{i}.png"
+                shutil.copy(src, local_bridge.root / src.name)
+                want = local_bridge.root / f"c{c}_{i}.local.png"
+                local.process_path(str(local_bridge.root / src.name), str(want), frame_id=i, timeout=30)
+                assert (ray_bridge.root / f"c{c}_{i}.out.png").read_bytes() == want.read_bytes(), (c, i)
+    finally:
+        local.close()
+    replicas = health(ray_bridge)["engine"]["replicas"]
+    assert len(replicas) == 2 and all(r["frames"] > 0 for r in replicas.values()), replicas
+
+
+def test_switch_reaches_every_replica_before_ready_and_generates_like_local(ray_bridge: RunningBridge,
+                                                                            local_bridge: RunningBridge) -> None:
+    """After ``/model/ready`` every replica serves the generator without loading it on demand, and
+    shm frames (BGRA, converted to RGB in the front end) come back equal to the local engine's."""
+    switch(ray_bridge, "tiny")
+    switch(local_bridge, "tiny")
+    outputs: dict[int, list[np.ndarray]] = {}
+
+    def client_run(c: int) -> None:
+        client = ray_bridge.client(timeout=60)
+        session = client.open_shm(f"g{c}", 80, 60, "BGRA8")
+        try:
+            outputs[c] = [client.process_shm(session, frame(60, 80, 10 * c + i), i, timeout=60)[0].copy()
+                          for i in range(6)]
+        finally:
+            client.close_shm(session)
+            client.close()
+
+    threads = [threading.Thread(target=client_run, args=(c,)) for c in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    local = local_bridge.client(timeout=60)
+    session = local.open_shm("want", 80, 60, "BGRA8")
+    try:
+        for c in range(3):
+            for i in range(6):
+                want, _ = local.process_shm(session, frame(60, 80, 10 * c + i), 1000 + 10 * c + i, timeout=60)
+                assert np.array_equal(outputs[c][i], want), (c, i)
+    finally:
+        local.close_shm(session)
+        local.close()
+    replicas = health(ray_bridge)["engine"]["replicas"]
+    used = {k: v for k, v in replicas.items() if v["model"] == "tiny"}
+    assert len(used) == 2, replicas  # both replicas had the new model when they answered
+    assert all(v["on_demand_loads"] == 0 for v in used.values()), replicas  # loaded before ready, not on demand
+
+
+def test_a_killed_replica_is_replaced_and_its_frame_answered(ray_bridge: RunningBridge) -> None:
+    """SIGKILL one replica while both hold frames: its frame is answered ``replica_lost``, the other
+    clients' frames go on, Ray starts a replacement and frames flow through it."""
+    switch(ray_bridge, "throttle:800")  # replicas are busy ~99 % of the time: the kill hits a frame
+    before = health(ray_bridge)["engine"]["replicas"]
+    stop = threading.Event()
+    outcomes: dict[int, list[str]] = {0: [], 1: []}
+
+    def client_run(c: int) -> None:
+        client = ray_bridge.client(timeout=60)
+        session = client.open_shm(f"k{c}", 32, 24, "BGRA8")
+        try:
+            i = 0
+            while not stop.is_set() and i < 200:
+                try:
+                    client.process_shm(session, frame(24, 32, i), i, timeout=60)
+                    outcomes[c].append("ok")
+                except RemoteError as exc:
+                    outcomes[c].append(exc.code)
+                i += 1
+        finally:
+            client.close_shm(session)
+            client.close()
+
+    threads = [threading.Thread(target=client_run, args=(c,)) for c in range(2)]
+    for t in threads:
+        t.start()
+    assert wait_until(lambda: all(len(o) >= 2 for o in outcomes.values()), 60)
+    rows = health(ray_bridge)["engine"]["replicas"]
+    victim = next(iter(rows.values()))
+    time.sleep(0.4)  # the replies just came: kill half-way through the next frames, not between them
+    os.kill(int(victim["pid"]), signal.SIGKILL)
+    killed_at = [len(o) for o in outcomes.values()]
+
+    def replaced() -> bool:
+        h = health(ray_bridge)["engine"]
+        fresh = [k for k, v in h["replicas"].items() if k not in before and k not in rows and v["frames"] > 0]
+        return bool(fresh) and h["deployment"].get("replica_states", {}).get("RUNNING") == 2
+
+    try:
+        assert wait_until(replaced, 120, 0.5), health(ray_bridge)
+        assert wait_until(lambda: all(len(o) >= n + 3 for o, n in zip(outcomes.values(), killed_at)), 60)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    everything = outcomes[0] + outcomes[1]
+    assert set(everything) <= {"ok", "replica_lost"}, everything
+    assert everything.count("replica_lost") >= 1, everything  # the frame the victim held
+    assert all(o[-1] == "ok" for o in outcomes.values()), outcomes  # the stream goes on
+    assert ray_bridge.alive()
+    assert health(ray_bridge)["engine"]["lost_frames"] >= 1
+
+
+def test_private_cluster_starts_and_stops_without_leaving_processes(tmp_path: Path) -> None:
+    """No --ray-address: the daemon starts its own cluster and takes every Ray process with it."""
+    started = time.perf_counter()
+    bridge = start_bridge(tmp_path, "--engine", "ray", "--replicas", "1", "--ray-local-cpus", "1",
+                          "--model", "invert", timeout=RAY_START_TIMEOUT_S)
+    try:
+        startup = time.perf_counter() - started
+        kids = psutil.Process(bridge.proc.pid).children(recursive=True)
+        names = {k.name() for k in kids}
+        assert "raylet" in names and "gcs_server" in names, names
+        client = bridge.client(timeout=30)
+        img = frame(24, 32, 1)
+        session = client.open_shm("p", 32, 24, "BGRA8")
+        out, _ = client.process_shm(session, img, 1, timeout=30)
+        assert np.array_equal(out[..., :3], 255 - img[..., :3])
+        client.close_shm(session)
+        client.close()
+        timing = re.search(r"Ray start ([\d.]+) s, deployment ([\d.]+) s", bridge.log_text())
+        assert timing, bridge.log_text()
+        print(f"\nprivate cluster: daemon ready in {startup:.1f} s (Ray start {timing.group(1)} s, "
+              f"deployment {timing.group(2)} s)")
+    finally:
+        stopped = time.perf_counter()
+        code = bridge.stop(timeout=90)
+        print(f"daemon with private cluster stopped in {time.perf_counter() - stopped:.1f} s")
+    assert code == 0, bridge.log_text()
+    left = _gone([k.pid for k in kids], 30)
+    assert not left, [(p, psutil.Process(p).name()) for p in left if psutil.pid_exists(p)]
