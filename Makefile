@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RAY_STAMP := $(VENV)/.installed-ray
 
 .PHONY: setup run test test-fast bench clean
 
@@ -17,7 +18,12 @@ $(STAMP): pyproject.toml
 run: setup  ## start the daemon on the default model (Ctrl-C stops it)
 	$(VENV)/bin/pose2person serve $(ARGS)
 
-test: setup  ## the whole test suite
+# The Ray engine's tests need ray[serve] (the `ray` extra); `make run` does not install it.
+$(RAY_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[ray]'
+	touch $(RAY_STAMP)
+
+test: setup $(RAY_STAMP)  ## the whole test suite
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 bench: setup
