@@ -204,3 +204,31 @@ def test_run_offline_writes_images_and_videos(models: Path, tmp_path: Path) -> N
     cap = cv2.VideoCapture(str(out / "clip.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
     cap.release()
+
+
+def test_pose_densepose_runs_both_stages_on_camera_frames(models: Path, tmp_path: Path) -> None:
+    """--pose densepose: DensePose (random weights in the official layout, tuned to find people)
+    renders the pose image, the generator draws the person; every frame is answered."""
+    from densepose_ckpt import official_arrays, write_pkl
+
+    dp = tmp_path / "dp" / "tiny_densepose"
+    dp.mkdir(parents=True)
+    write_pkl(dp / "model_final_000000.pkl", official_arrays("densepose_rcnn_R_50_FPN_s1x", seed=1))
+    (dp / "card.toml").write_text(
+        'name = "tiny_densepose"\nkind = "densepose"\n[weights]\nfile = "model_final_000000.pkl"\n'
+        '[densepose]\nconfig = "densepose_rcnn_R_50_FPN_s1x"\nshort_side = 160\nmax_side = 256\nmax_people = 2\n')
+    bridge = start_bridge(tmp_path, "--model", "artist", "--models-dir", str(models), "--models-dir",
+                          str(tmp_path / "dp"), "--pose", "densepose", "--densepose-model", "tiny_densepose",
+                          timeout=180)
+    try:
+        with BridgeClient("127.0.0.1", bridge.osc_port, timeout=120) as client:
+            session = client.open_shm("cam", 96, 64, "BGRA8")
+            for fid in (1, 2):
+                out, _ = client.process_shm(session, camera_bgra(64, 96, fid), fid, timeout=120)
+                assert out.shape == (64, 96, 4) and (out[..., 3] == 255).all()
+            # The same DensePose card served on its own gives the pose image.
+            assert client.set_model("tiny_densepose", timeout=120) == "tiny_densepose"
+            pose, _ = client.process_shm(session, camera_bgra(64, 96, 3), 3, timeout=120)
+            assert pose.shape == (64, 96, 4)
+    finally:
+        bridge.stop()

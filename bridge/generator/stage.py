@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from ..cards import ModelCard
-from ..errors import ModelLoadError
+from ..errors import BridgeError, ModelLoadError
 from ..pose_types import PoseResult
 from .checkpoint import load_generator
 from .engine import GeneratorEngine
@@ -201,7 +201,8 @@ def _densepose_predictor(card: ModelCard | None, device: str) -> object:
         raise ModelLoadError("--pose densepose needs a DensePose model card (models/densepose_rcnn_R_50_FPN_s1x); "
                              "none was found")
     try:
-        from ..densepose import DensePoseSettings, load_predictor
+        from ..densepose import load_predictor
+        from ..densepose.settings import settings_from_card
     except ImportError as exc:
         raise ModelLoadError(f"the DensePose stage is not available: {exc}") from None
     path = card.weights_path()
@@ -210,4 +211,10 @@ def _densepose_predictor(card: ModelCard | None, device: str) -> object:
                              f"(or download {card.weights.url} to that path)")
     cfg = card.extra.get("densepose", {}) if isinstance(card.extra.get("densepose"), dict) else {}
     config_name = str(cfg.get("config", card.name))
-    return load_predictor(Path(path), config_name, device=device, settings=DensePoseSettings())
+    try:
+        settings = settings_from_card(cfg)
+    except BridgeError as exc:
+        raise ModelLoadError(f"model card {card.name!r}: {exc}") from None
+    from .engine import pick_device
+
+    return load_predictor(Path(path), config_name, device=str(pick_device(device)), settings=settings)
