@@ -242,3 +242,13 @@ def test_documented_extra_keys_ignored_others_refused(tmp_path: Path) -> None:
 def test_unknown_config_name() -> None:
     with pytest.raises(ModelLoadError, match="unknown DensePose config"):
         load_predictor(Path("x.pkl"), "R_18_FPN")
+
+
+def test_read_only_and_big_endian_arrays_load(tmp_path: Path) -> None:
+    frozen = np.arange(6, dtype=np.float32).reshape(2, 3)
+    frozen.setflags(write=False)
+    big = np.arange(4, dtype=">f4")
+    path = write_pkl(tmp_path / "m.pkl", {"a": frozen, "b": big}, protocol=5)
+    state = read_checkpoint(path)
+    assert state["a"].tolist() == frozen.tolist() and state["b"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    state["a"] += 1  # a writable tensor

@@ -161,8 +161,18 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if magic.startswith(b"PK") or path.suffix in (".pth", ".pt"):
         state = read_pth(path)
     else:
-        state = {k: torch.tensor(v) for k, v in read_pkl(path).items()}  # copy: arrays may be read-only
+        state = {k: _to_tensor(v) for k, v in read_pkl(path).items()}
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    """Share memory with a writable native-order array; copy read-only ones (protocol-5
+    out-of-band buffers) and byte-swap foreign-endian ones."""
+    import torch
+
+    if array.flags.writeable and array.dtype.isnative:
+        return torch.from_numpy(array)
+    return torch.from_numpy(np.array(array, dtype=array.dtype.newbyteorder("="), copy=True))
 
 
 def guess_config(shapes: dict[str, tuple[int, ...]]) -> str | None:
