@@ -74,6 +74,11 @@ class GeneratorEngine:
         net.eval().requires_grad_(False)
         if self.device.type == "cuda":
             net = net.to(memory_format=torch.channels_last)
+            if precision == "fp32":
+                # TF32 convolutions (cuDNN's default) round inputs to 10 mantissa bits: fp32 here
+                # means the test path's numbers, so it is off; fp16/bf16 are the fast modes.
+                torch.backends.cudnn.allow_tf32 = False
+                torch.backends.cuda.matmul.allow_tf32 = False
         self.net = net.to(self.device)
         self.accel = self._choose_accel(accel)
         self._compiled: dict[tuple[int, ...], Callable[[torch.Tensor], torch.Tensor]] = {}
