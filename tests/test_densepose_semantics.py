@@ -339,3 +339,23 @@ def test_fp16_plumbing_runs(predictor: DensePosePredictor) -> None:
     for inst in out.instances:
         assert np.isfinite(inst.uv).all() and inst.labels.max() <= 24
         assert 0.9 < inst.score <= 1.0
+
+
+def test_decoder_windows_per_person() -> None:
+    from bridge.densepose.fast import decoder_in_windows, decoder_windows
+
+    cfg = CONFIGS[R50]
+    torch.manual_seed(1)
+    decoder = build_model(cfg).roi_heads.decoder
+    feats = [torch.randn(1, 256, 64 // s, 128 // s) for s in (1, 2, 4, 8)]  # a 256x512 input
+    boxes = torch.tensor([[10.0, 20.0, 60.0, 120.0], [400.0, 30.0, 470.0, 200.0], [40.0, 90.0, 90.0, 140.0]])
+    windows = decoder_windows(boxes, 64, 128)
+    assert len(windows) == 2  # the first and third overlap and merge; the second is far away
+    with torch.inference_mode():
+        full = decoder(feats)
+        part = decoder_in_windows(decoder, feats, windows)
+    for y0, y1, x0, x1 in windows:
+        torch.testing.assert_close(part[..., y0:y1, x0:x1], full[..., y0:y1, x0:x1], rtol=1e-5, atol=1e-5)
+    rois = torch.cat([torch.zeros(3, 1), boxes], dim=1)
+    torch.testing.assert_close(roi_align(part, rois, 28, 0.25, 2, False), roi_align(full, rois, 28, 0.25, 2, False),
+                               rtol=1e-5, atol=1e-5)

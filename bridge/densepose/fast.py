@@ -7,8 +7,9 @@ rounding (tests compare both; typical relative difference 1e-6):
   ``W * scale`` and bias ``shift`` (FrozenBN is an affine map per channel).
 * channels-last memory format for the convolutions (oneDNN's preferred layout on CPU).
 * :func:`fc1_as_conv`: the box head's fc1 on the flattened 256x7x7 ROI features is a 7x7 conv.
-* :func:`decoder_window`: the Panoptic-FPN decoder only over the part of the stride-4 map the
-  DensePose ROIAlign will read (the union of the kept people's boxes plus margins), pasted into a
+* :func:`decoder_windows`: the Panoptic-FPN decoder only over the parts of the stride-4 map the
+  DensePose ROIAlign will read (each kept person's box plus margins; overlapping windows
+  merged), pasted into a
   zero map of the full size so ROIAlign's border handling is unchanged. Every decoder op is
   local (3x3 convs, x2 bilinear upsampling, a 1x1 conv), so values inside the window equal the
   full computation once each level's crop has :data:`LEVEL_MARGIN` extra pixels: the
@@ -66,12 +67,49 @@ def decoder_window(boxes: torch.Tensor, height: int, width: int) -> tuple[int, i
     return max(y0, 0), min(y1, height), max(x0, 0), min(x1, width)
 
 
-def decoder_in_window(decoder: nn.Module, features: list[torch.Tensor], window: tuple[int, int, int, int]
-                      ) -> torch.Tensor:
+Window = tuple[int, int, int, int]
+
+
+def decoder_windows(boxes: torch.Tensor, height: int, width: int) -> list[Window]:
+    """One window per box (:func:`decoder_window`), overlapping ones merged into their bounding
+    window until none overlap: people far apart cost two small windows, not one big one."""
+    windows = [decoder_window(boxes[i:i + 1], height, width) for i in range(boxes.shape[0])]
+    merged = True
+    while merged and len(windows) > 1:
+        merged = False
+        for i in range(len(windows)):
+            for j in range(i + 1, len(windows)):
+                a, b = windows[i], windows[j]
+                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                    windows[i] = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+                    del windows[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return windows
+
+
+def decoder_in_windows(decoder: nn.Module, features: list[torch.Tensor], windows: list[Window]) -> torch.Tensor:
+    """The decoder's full-size (1, C, H, W) output, exact inside each of the (disjoint)
+    ``windows`` and zero elsewhere."""
+    p2 = features[0]
+    result = p2.new_zeros((1, decoder.predictor.out_channels, *p2.shape[-2:]))
+    for y0, y1, x0, x1 in windows:
+        result[:, :, y0:y1, x0:x1] = _decode_window(decoder, features, (y0, y1, x0, x1))
+    return result
+
+
+def decoder_in_window(decoder: nn.Module, features: list[torch.Tensor], window: Window) -> torch.Tensor:
     """The decoder's full-size (1, C, H, W) output, exact inside ``window`` and zero outside."""
+    return decoder_in_windows(decoder, features, [window])
+
+
+def _decode_window(decoder: nn.Module, features: list[torch.Tensor], window: Window) -> torch.Tensor:
+    """The decoder's output over ``window`` only: (1, C, y1 - y0, x1 - x0)."""
     y0, y1, x0, x1 = window
     p2 = features[0]
-    h2, w2 = p2.shape[-2:]
+    h2 = p2.shape[-2]
     total: torch.Tensor | None = None
     for head, feature in zip(decoder.scale_heads, features):
         f = h2 // feature.shape[-2]  # this level's stride relative to stride 4 (1, 2, 4, 8)
@@ -83,6 +121,4 @@ def decoder_in_window(decoder: nn.Module, features: list[torch.Tensor], window: 
         out = out[:, :, y0 - ly0 * f:y1 - ly0 * f, x0 - lx0 * f:x1 - lx0 * f]
         total = out if total is None else total + out
     assert total is not None
-    result = p2.new_zeros((1, decoder.predictor.out_channels, h2, w2))
-    result[:, :, y0:y1, x0:x1] = decoder.predictor(total)
-    return result
+    return decoder.predictor(total)

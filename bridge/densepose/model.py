@@ -51,16 +51,16 @@ class DensePoseRCNN(nn.Module):
                            ) -> list[torch.Tensor]:
         """What the DensePose pooler reads: the decoder's stride-4 map, or p2..p5 (legacy).
         With ``boxes`` (XYXY, image pixels) the decoder runs only where ROIAlign will read for
-        them (:func:`bridge.densepose.fast.decoder_in_window`; exact there, zero elsewhere)."""
+        them (:func:`bridge.densepose.fast.decoder_in_windows`; exact there, zero elsewhere)."""
         feats = [features[f] for f in self.cfg.roi_in_features]
         decoder = self.roi_heads.decoder
         if decoder is None:
             return feats
         if boxes is None:
             return [decoder(feats)]
-        from .fast import decoder_in_window, decoder_window
+        from .fast import decoder_in_windows, decoder_windows
 
-        return [decoder_in_window(decoder, feats, decoder_window(boxes, *feats[0].shape[-2:]))]
+        return [decoder_in_windows(decoder, feats, decoder_windows(boxes, *feats[0].shape[-2:]))]
 
     def densepose(self, dp_features: list[torch.Tensor], boxes: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
