@@ -45,6 +45,7 @@ REGISTRY: dict[str, str] = {
     "passthrough": "bridge.stages.builtin:make_passthrough",
     "invert": "bridge.stages.builtin:make_invert",
     "throttle": "bridge.stages.builtin:make_throttle",
+    "fault": "bridge.stages.builtin:make_fault",
 }
 
 

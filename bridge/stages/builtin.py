@@ -1,4 +1,4 @@
-"""Built-in numpy stages: ``passthrough``, ``invert`` and ``throttle:<ms>``.
+"""Built-in numpy stages: ``passthrough``, ``invert``, ``throttle:<ms>`` and ``fault:<kind>``.
 
 They are colour-order agnostic, so the pipeline hands them the client's bytes unconverted.
 """
@@ -64,3 +64,44 @@ def make_throttle(arg: str | None) -> Throttle:
     if not 0 <= ms <= 10_000:
         raise ModelLoadError("throttle delay must be 0..10000 ms")
     return Throttle(ms / 1000.0)
+
+
+class Fault(Passthrough):
+    """A model that misbehaves on purpose, for rehearsing failures (and for the fault tests):
+
+    * ``fault:raise``: every frame raises;
+    * ``fault:raise-every:N``: every Nth frame raises, the others pass through;
+    * ``fault:hang:S``: every frame takes S seconds (a stalled stage);
+    * ``fault:hang-after:N``: N frames pass through, then every frame hangs for an hour.
+    """
+
+    def __init__(self, kind: str, n: float, spec: str) -> None:
+        self.kind, self.n, self.name = kind, n, spec
+        self.frames = 0
+
+    def process(self, image: np.ndarray, fmt: str) -> np.ndarray:
+        self.frames += 1
+        if self.kind == "raise" or (self.kind == "raise-every" and self.frames % int(self.n) == 0):
+            raise RuntimeError(f"{self.name}: injected failure on frame {self.frames}")
+        if self.kind == "hang":
+            time.sleep(self.n)
+        elif self.kind == "hang-after" and self.frames > self.n:
+            time.sleep(3600.0)
+        return image
+
+
+FAULT_KINDS = ("raise", "raise-every", "hang", "hang-after")
+
+
+def make_fault(arg: str | None) -> Fault:
+    kind, _, rest = (arg or "").partition(":")
+    if kind not in FAULT_KINDS:
+        raise ModelLoadError(f"fault needs one of {', '.join(FAULT_KINDS)}, e.g. fault:raise or fault:hang:5 "
+                             f"(got {arg!r})")
+    try:
+        n = float(rest) if rest else (0.0 if kind == "raise" else 10.0)
+    except ValueError:
+        raise ModelLoadError(f"fault:{kind} needs a number, not {rest!r}") from None
+    if kind == "raise-every" and n < 1 or n < 0 or n > 3600:
+        raise ModelLoadError(f"fault:{kind}: {rest!r} is out of range")
+    return Fault(kind, n, f"fault:{arg}")
