@@ -26,6 +26,7 @@ import numpy as np
 
 from ..cards import ModelCard
 from ..errors import BridgeError, ModelLoadError
+from ..metrics import timed
 from ..pose_types import PoseResult
 from .checkpoint import load_generator
 from .engine import GeneratorEngine
@@ -117,21 +118,28 @@ class GeneratorStage:
         return f"{self.name}: {self.engine.describe()}, pose {self.pose.name} ({self.pose_style})"
 
     def generate(self, pose_rgb: np.ndarray) -> np.ndarray:
-        """The generated RGB picture for an RGB pose image, at the pose image's size."""
-        self.last_pose = pose_rgb
-        framed, fmap = frame_input(pose_rgb, self.contract)
-        x = normalize(reference_resize(framed, self.contract))
-        y = self.engine.run(x[None])[0]
-        return map_output(to_uint8(y), fmap, self.contract)
+        """The generated RGB picture for an RGB pose image, at the pose image's size.
+
+        Its time is the ``generator`` stage of the frame's timings (bridge/metrics.py)."""
+        with timed("generator"):
+            self.last_pose = pose_rgb
+            framed, fmap = frame_input(pose_rgb, self.contract)
+            x = normalize(reference_resize(framed, self.contract))
+            y = self.engine.run(x[None])[0]
+            return map_output(to_uint8(y), fmap, self.contract)
 
     def process(self, image: np.ndarray, fmt: str) -> np.ndarray:
-        return self.generate(self.pose.pose_image(image))
+        with timed("pose"):
+            pose = self.pose.pose_image(image)
+        return self.generate(pose)
 
     def generate_from_pose(self, result: PoseResult) -> np.ndarray:
         """Render ``result`` in the card's style (on the style's own background), then generate."""
         from ..pose_render import render_pose
 
-        return self.generate(render_pose(result, self.pose_style, None))
+        with timed("pose"):
+            pose = render_pose(result, self.pose_style, None)
+        return self.generate(pose)
 
     def warm_up(self) -> None:
         w, h = model_input_size(self.contract.load_size, self.contract.load_size, self.contract)

@@ -12,6 +12,7 @@ what the dispatcher accepts. Read-only: nothing here changes the bridge's state.
   attribute; 400 for an attribute name the server does not know.
 * ``GET /?HOST_INFO``: name, OSC endpoint, supported extensions, protocol version.
 * ``GET /health``: whatever ``status_fn()`` returns.
+* ``GET /metrics``: ``metrics_fn()``, Prometheus text format 0.0.4 (when given).
 
 Unknown paths answer 404 and bad attributes 400, both with a JSON body ``{"error": ...}``.
 """
@@ -111,8 +112,10 @@ class OscQueryServer:
     def __init__(self, config: HttpConfig, *, osc_host: str, osc_port_fn: Callable[[], int], name: str,
                  status_fn: Callable[[], dict[str, Any]],
                  value_fn: Callable[[str], tuple[Any, ...] | None] | None = None,
-                 routes: Callable[[web.Application], None] | None = None) -> None:
+                 routes: Callable[[web.Application], None] | None = None,
+                 metrics_fn: Callable[[], str] | None = None) -> None:
         self._config = config
+        self._metrics_fn = metrics_fn
         self._routes = routes  # installs more routes (WebSocket, pages) before the catch-all
         self._osc_host = osc_host
         self._osc_port_fn = osc_port_fn
@@ -164,6 +167,8 @@ class OscQueryServer:
         """The aiohttp application. Routes more specific than the namespace go before the catch-all."""
         app = web.Application(middlewares=[self._error_middleware])
         app.router.add_get("/health", self._handle_health)
+        if self._metrics_fn is not None:
+            app.router.add_get("/metrics", self._handle_metrics)
         # (a WebSocket route for OSCQuery LISTEN would be added here, before the catch-all)
         if self._routes is not None:
             self._routes(app)
@@ -191,6 +196,12 @@ class OscQueryServer:
 
     async def _handle_health(self, request: web.Request) -> web.Response:
         return web.json_response(self._status_fn())
+
+    async def _handle_metrics(self, request: web.Request) -> web.Response:
+        assert self._metrics_fn is not None
+        from ..metrics import PROMETHEUS_CONTENT_TYPE
+
+        return web.Response(body=self._metrics_fn().encode("utf-8"), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
     async def _handle_namespace(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info.get("path", "").strip("/")
