@@ -266,8 +266,9 @@ def test_several_clients_spread_over_replicas_in_order_equal_to_local(ray_bridge
 
 def test_switch_reaches_every_replica_before_ready_and_generates_like_local(ray_bridge: RunningBridge,
                                                                             local_bridge: RunningBridge) -> None:
-    """After ``/model/ready`` every replica serves the generator without loading it on demand, and
-    shm frames (BGRA, converted to RGB in the front end) come back equal to the local engine's."""
+    """After ``/model/ready`` every replica serves the generator without loading it on demand; shm
+    frames (BGRA, converted to RGB in the front end) and keypoint frames come back equal to the
+    local engine's."""
     switch(ray_bridge, "tiny")
     switch(local_bridge, "tiny")
     outputs: dict[int, list[np.ndarray]] = {}
@@ -297,6 +298,22 @@ def test_switch_reaches_every_replica_before_ready_and_generates_like_local(ray_
     finally:
         local.close_shm(session)
         local.close()
+    # Keypoint frames send the pose to the replica's generator (generate_from_pose), not a picture.
+    coco = [(64, 20), (70, 15), (58, 15), (76, 18), (52, 18), (84, 45), (44, 45), (92, 72), (36, 72), (96, 98),
+            (32, 98), (76, 95), (52, 95), (78, 125), (50, 125), (80, 155), (48, 155)]
+    keypoints = ["coco17", 3, 128, 160, *[v for x, y in coco for v in (float(x), float(y), 0.9)]]
+    pictures = []
+    for bridge in (ray_bridge, local_bridge):
+        client = bridge.client(timeout=60)
+        try:
+            out_path = bridge.root / "kp.png"
+            client.request(f"{P}/keypoints/target/path", (str(out_path),), f"{P}/keypoints/target")
+            client.send(f"{P}/keypoints", *keypoints)
+            client.wait_for(lambda m: m.address == f"{P}/frame/done", 60)
+            pictures.append(out_path.read_bytes())
+        finally:
+            client.close()
+    assert pictures[0] == pictures[1]
     replicas = health(ray_bridge)["engine"]["replicas"]
     used = {k: v for k, v in replicas.items() if v["model"] == "tiny"}
     assert len(used) == 2, replicas  # both replicas had the new model when they answered

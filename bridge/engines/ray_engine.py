@@ -244,6 +244,9 @@ class RayEngine:
         self._errors: tuple[type[BaseException], ...] = ()  # Ray's, once Ray is imported
         self._in_place_switch = True
         self.startup_s: float | None = None  # ray.init + serve start + first deployment, measured
+        if catalog.config.device.startswith("cuda") and self.config.num_gpus <= 0:
+            log.warning("--device %s with --gpus-per-replica 0: Ray hides the GPUs from replicas that reserve "
+                        "none; give each replica a GPU (e.g. --gpus-per-replica 1)", catalog.config.device)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def async_start(self, spec: str) -> Stage:
@@ -264,8 +267,11 @@ class RayEngine:
         cfg = self.config
         if not cfg.ray_address:
             os.environ.setdefault(LOOPBACK_ONLY_ENV, "0")  # before the first `import ray`
-        import ray
-        from ray import serve
+        try:
+            import ray
+            from ray import serve
+        except ImportError as exc:
+            raise ModelLoadError(f"--engine ray needs ray[serve]: pip install -e '.[ray]' ({exc})") from None
 
         self._errors = _ray_system_errors()
         common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False,
