@@ -1,4 +1,5 @@
-"""Flags of the model-making commands (``synth``, ``dataset build``, ``train``, ``demo``); no logic here.
+"""Flags of the model-making and rehearsal commands (``synth``, ``dataset build``, ``train``, ``demo``,
+``record``, ``replay``); no logic here.
 
 :func:`add_parsers` is called by :mod:`bridge.cli`; :data:`COMMANDS` maps a command to its entry
 point, each importing its own module (and torch, where needed) only when run.
@@ -118,6 +119,23 @@ def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     demo.add_argument("--no-progress", action="store_true")
     demo.add_argument("--log-level", default="warning", choices=LOG_LEVELS)
 
+    replay = sub.add_parser("replay", help="play a recording (pose2person record) into a running bridge at real speed")
+    replay.add_argument("folder", metavar="FOLDER", help="the recording folder (index.jsonl, frames/)")
+    replay.add_argument("--to", default=f"127.0.0.1:{DEFAULT_OSC_PORT}", metavar="HOST:PORT")
+    replay.add_argument("--speed", type=float, default=1.0, help="playback speed (default 1.0 = as recorded)")
+    replay.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C or --max-seconds)")
+    replay.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
+    replay.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the bridge's answers")
+    replay.add_argument("--log-level", default="warning", choices=LOG_LEVELS)
+
+    record = sub.add_parser("record", help="make a running bridge record its clients' input (keypoints, shm frames)")
+    record.add_argument("action", choices=["start", "stop"])
+    record.add_argument("folder", metavar="FOLDER", help="a new folder inside the bridge's --allow-root")
+    record.add_argument("--to", default=f"127.0.0.1:{DEFAULT_OSC_PORT}", metavar="HOST:PORT")
+    record.add_argument("--source", default="all", help="whose input: all (default), HOST or HOST:PORT")
+    record.add_argument("--timeout", type=float, default=5.0)
+    record.add_argument("--log-level", default="warning", choices=LOG_LEVELS)
+
 
 def _synth(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -150,6 +168,18 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from .replay_cmd import run_replay
+
+    return run_replay(args)
+
+
+def _record(args: argparse.Namespace) -> int:
+    from .replay_cmd import run_record
+
+    return run_record(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "synth": _synth, "dataset": _dataset, "train": _train, "demo": _demo,
+    "synth": _synth, "dataset": _dataset, "train": _train, "demo": _demo, "replay": _replay, "record": _record,
 }

@@ -27,6 +27,8 @@ from .logutil import RateLimitedLog
 from .osc import OscArg, OscDecodeError, OscMessage, decode_packet, encode_message
 from .paths import resolve_input, resolve_output
 from .pipeline import Pipeline, model_list_packet
+from .recorder import Recorder
+from . import metrics
 from .shm import ShmError
 from .shm_channels import ChannelRegistry
 
@@ -126,6 +128,7 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._keypoint_targets: OrderedDict[Hashable, KeypointTarget] = OrderedDict()  # bounded by max_clients
         self.malformed_packets = 0
+        self.recorder = Recorder(config.security.allow_roots)  # /pose2person/record (bridge/recorder.py)
         self._handlers: dict[str, Callable[[Peer, _Args], None]] = {
             f"{protocol.PREFIX}/ping": self._ping,
             f"{protocol.PREFIX}/register": self._register,
@@ -140,6 +143,10 @@ class Controller:
             f"{protocol.PREFIX}/model": self._model,
             f"{protocol.PREFIX}/models": self._models,
             f"{protocol.PREFIX}/status": self._status,
+            f"{protocol.PREFIX}/status/stages": self._status_stages,
+            f"{protocol.PREFIX}/status/process": self._status_process,
+            f"{protocol.PREFIX}/record": self._record,
+            f"{protocol.PREFIX}/record/stop": self._record_stop,
         }
         missing = set(protocol.ADDRESS_BY_PATH) ^ set(self._handlers)
         assert not missing, f"protocol table and handlers disagree: {missing}"
@@ -215,6 +222,7 @@ class Controller:
         are keyed by the client, shm frames by client and channel)."""
         self._clients.pop(key, None)
         self._keypoint_targets.pop(key, None)
+        self.recorder.forget(key)
         self._pipeline.forget_client(key)
         for name in self._channels.names():
             self._pipeline.forget_client((key, name))
@@ -267,6 +275,7 @@ class Controller:
             channel = self._channels.get(name)
         except ShmError as exc:
             raise ClientError(exc.code, exc.message, frame_id) from None
+        self.recorder.shm_frame(peer.key, channel, frame_id)  # a no-op unless a recording covers this client
         # Mailbox per (client, channel): one client may drive several channels.
         self._submit(ShmJob((peer.key, name), frame_id, received, _frame_reply(peer),
                             reply_direct=getattr(peer, "reply_from_worker", None), channel=channel))
@@ -274,6 +283,7 @@ class Controller:
     def _keypoints(self, peer: Peer, args: _Args) -> None:
         received = time.perf_counter_ns()
         frame = parse_keypoint_args(args.values)  # ClientError bad_keypoints / bad_dimensions
+        self.recorder.keypoints(peer.key, args.signature, args.values)  # a no-op unless recording
         target = self._keypoint_targets.get(peer.key)
         if target is None:
             raise ClientError("no_target", "send /pose2person/keypoints/target s channel (after "
@@ -364,6 +374,40 @@ class Controller:
                                   float(s.p95_latency_ms), s.received, s.processed, s.dropped, s.errors,
                                   self._pipeline.model_name))
 
+    def _status_stages(self, peer: Peer, args: _Args) -> None:
+        values: list[OscArg] = []
+        for name, fig in self._pipeline.stats.timings.figures().items():
+            values += [name, float(fig.p50_ms), float(fig.p95_ms), float(fig.p99_ms), min(fig.count, 2**31 - 1)]
+        peer.reply(encode_message(protocol.STATUS_STAGES_REPLY, *values))
+
+    def _status_process(self, peer: Peer, args: _Args) -> None:
+        proc = metrics.process_figures()
+        gpus = proc["gpu"]
+        ages = self._pipeline.queued_ages_ms()
+        mib = 1024.0 * 1024.0
+        peer.reply(encode_message(
+            protocol.STATUS_PROCESS_REPLY, proc["rss_bytes"] / mib if proc["rss_bytes"] >= 0 else -1.0,
+            int(proc["open_fds"]), int(proc["threads"]),
+            sum(g["allocated_bytes"] for g in gpus) / mib if gpus else -1.0,
+            sum(g["reserved_bytes"] for g in gpus) / mib if gpus else -1.0,
+            len(ages), max(ages, default=0.0), float(self._pipeline.stats.uptime_s)))
+
+    def _record(self, peer: Peer, args: _Args) -> None:
+        raw = str(args.values[0])
+        if not raw:
+            raise ClientError("bad_arguments", "/pose2person/record needs the folder to record into")
+        source = str(args.values[1]).lower() if len(args.values) > 1 else "self"
+        folder = self.recorder.start(peer.key, raw, peer.reply, source)
+        peer.reply(encode_message(protocol.RECORD_STARTED, str(folder)))
+
+    def _record_stop(self, peer: Peer, args: _Args) -> None:
+        folder = str(args.values[0]) if args.values else None
+        rec = self.recorder.stop(peer.key, folder=folder)
+        if rec is None:
+            raise ClientError("bad_arguments", f"no recording into {folder}" if folder else "this client is not recording")
+        peer.reply(self.recorder.stopped_packet(rec, "stopped"))
+
     async def async_close(self) -> None:
+        self.recorder.close()
         for task in list(self._tasks):
             task.cancel()

@@ -19,6 +19,7 @@ from . import protocol
 from .config import SecurityConfig
 from .errors import ClientError
 from .imageio import read_image, write_image_atomic
+from .metrics import record, timed
 from .osc import encode_message
 from .pixels import convert
 from .shm import ORIGIN_BOTTOM_LEFT, ShmError
@@ -38,11 +39,12 @@ def run_stage(stage: Stage, image: np.ndarray, fmt: str, origin: int, frame_id: 
     wanted: str | None = getattr(stage, "input_format", None)
     flip = origin == ORIGIN_BOTTOM_LEFT and wanted is not None
     try:
-        if wanted is None or (wanted == fmt and not flip):
-            result = stage.process(image, fmt)
-        else:
-            result = convert(stage.process(convert(image, fmt, wanted, flip_rows=flip), wanted), wanted, fmt,
-                             flip_rows=flip)
+        with timed("stage"):  # the model call's share of the frame (bridge/metrics.py)
+            if wanted is None or (wanted == fmt and not flip):
+                result = stage.process(image, fmt)
+            else:
+                result = convert(stage.process(convert(image, fmt, wanted, flip_rows=flip), wanted), wanted, fmt,
+                                 flip_rows=flip)
     except ClientError:
         raise
     except Exception as exc:
@@ -87,11 +89,13 @@ class PathJob(FrameJob):
     security: SecurityConfig = field(default_factory=SecurityConfig, repr=False)
 
     def run(self, stage: Stage) -> bytes:
-        image, fmt = read_image(self.input_path, max_pixels=self.security.max_pixels,
-                                max_bytes=self.security.max_file_bytes, frame_id=self.frame_id)
+        with timed("input"):
+            image, fmt = read_image(self.input_path, max_pixels=self.security.max_pixels,
+                                    max_bytes=self.security.max_file_bytes, frame_id=self.frame_id)
         result = run_stage(stage, image, fmt, 0, self.frame_id)
         self.tap = TapFrames(image, result, fmt, 0)
-        write_image_atomic(self.output_path, result, fmt, self.frame_id)
+        with timed("publish"):
+            write_image_atomic(self.output_path, result, fmt, self.frame_id)
         self.latency_ms = elapsed_ms(self.received_ns)
         height, width = result.shape[:2]
         return encode_message(protocol.FRAME_DONE, self.frame_id, str(self.output_path), width, height,
@@ -143,8 +147,10 @@ class ShmJob(FrameJob):
         out_k, staged = ch.output.begin_write()
         published = False
         try:
-            np.copyto(staged, ch.input.view(k))
-            if not ch.input.still_intact(k, seq):
+            with timed("input"):
+                np.copyto(staged, ch.input.view(k))
+                intact = ch.input.still_intact(k, seq)
+            if not intact:
                 raise ClientError("shm_torn", f"frame {self.frame_id} was overwritten while it was read "
                                   "(the client lapped the ring or died mid-write)", self.frame_id)
             staged.flags.writeable = False  # the stage contract: inputs are read-only
@@ -152,6 +158,7 @@ class ShmJob(FrameJob):
                 result = run_stage(stage, staged, ch.layout.format, ch.layout.origin, self.frame_id)
             finally:
                 staged.flags.writeable = True
+            published_from = time.perf_counter_ns()
             if _retired(ch):  # closed or re-opened during the stage: publish nothing
                 raise self._gone()
             if result is not staged:
@@ -160,6 +167,7 @@ class ShmJob(FrameJob):
             published = True
         finally:
             ch.output.end_write(out_k, self.frame_id, publish=published)
+        record("publish", elapsed_ms(published_from))
         self.latency_ms = elapsed_ms(self.received_ns)
         return encode_message(protocol.FRAME_READY, ch.name, self.frame_id, self.latency_ms)
 

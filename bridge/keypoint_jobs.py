@@ -24,6 +24,7 @@ from .errors import ClientError
 from .imageio import write_image_atomic
 from .jobs import FrameJob, _retired, elapsed_ms, run_stage
 from .keypoints import KeypointFrame, keypoints_to_pose
+from .metrics import timed
 from .monitor import TapFrames
 from .osc import encode_message
 from .pixels import convert
@@ -46,12 +47,14 @@ def pose_picture(stage: Stage, frame: KeypointFrame) -> tuple[np.ndarray, np.nda
     """(pose image, result), both RGB8 at the keypoint frame's size."""
     from .pose_render import render_pose
 
-    pose = keypoints_to_pose(frame)
+    with timed("pose"):  # stage timings (bridge/metrics.py); a generator adds its pose image render
+        pose = keypoints_to_pose(frame)
     generate = getattr(stage, "generate_from_pose", None)
     if generate is not None:
         result = generate(pose)
         return getattr(stage, "last_pose", None) if getattr(stage, "last_pose", None) is not None else result, result
-    image = render_pose(pose, BUILTIN_POSE_STYLE, None)
+    with timed("pose"):
+        image = render_pose(pose, BUILTIN_POSE_STYLE, None)
     return image, run_stage(stage, image, "RGB8", 0, frame.frame_id)
 
 
@@ -71,8 +74,9 @@ class KeypointJob(FrameJob):
         if self.target.channel is not None:
             return self._to_channel(self.target.channel, pose, result)
         assert self.target.path is not None
-        bgr = np.ascontiguousarray(result[..., ::-1])
-        write_image_atomic(self.target.path, bgr, "BGR8", self.frame_id)
+        with timed("publish"):
+            bgr = np.ascontiguousarray(result[..., ::-1])
+            write_image_atomic(self.target.path, bgr, "BGR8", self.frame_id)
         self.tap = TapFrames(None, bgr, "BGR8", 0, pose)
         self.latency_ms = elapsed_ms(self.received_ns)
         h, w = bgr.shape[:2]
@@ -81,17 +85,18 @@ class KeypointJob(FrameJob):
     def _to_channel(self, ch: Channel, pose: np.ndarray, result: np.ndarray) -> bytes:
         if _retired(ch):
             raise ClientError("shm_frame_missing", f"channel {ch.name!r} was closed or re-opened", self.frame_id)
-        size = (ch.layout.width, ch.layout.height)
-        if (result.shape[1], result.shape[0]) != size:  # the message's frame size differs from the channel's
-            result = cv2.resize(result, size, interpolation=cv2.INTER_LINEAR)
-        pixels = convert(result, "RGB8", ch.layout.format, flip_rows=ch.layout.origin == ORIGIN_BOTTOM_LEFT)
-        out_k, slot = ch.output.begin_write()
-        published = False
-        try:
-            np.copyto(slot, pixels)
-            published = True
-        finally:
-            ch.output.end_write(out_k, self.frame_id, publish=published)
+        with timed("publish"):
+            size = (ch.layout.width, ch.layout.height)
+            if (result.shape[1], result.shape[0]) != size:  # the message's frame size differs from the channel's
+                result = cv2.resize(result, size, interpolation=cv2.INTER_LINEAR)
+            pixels = convert(result, "RGB8", ch.layout.format, flip_rows=ch.layout.origin == ORIGIN_BOTTOM_LEFT)
+            out_k, slot = ch.output.begin_write()
+            published = False
+            try:
+                np.copyto(slot, pixels)
+                published = True
+            finally:
+                ch.output.end_write(out_k, self.frame_id, publish=published)
         self.tap = TapFrames(None, pixels, ch.layout.format, ch.layout.origin, pose)
         self.latency_ms = elapsed_ms(self.received_ns)
         return encode_message(protocol.FRAME_READY, ch.name, self.frame_id, self.latency_ms)

@@ -99,6 +99,11 @@ class LatestMailboxes(Generic[T]):
         with self._cond:
             return len(self._slots)
 
+    def items(self) -> list[T]:
+        """A snapshot of the waiting jobs (for status figures such as queue ages)."""
+        with self._cond:
+            return list(self._slots.values())
+
     def close(self) -> list[T]:
         """Wake the worker with MailboxClosed; return the jobs that were still waiting."""
         with self._cond:

@@ -94,6 +94,11 @@ class Pipeline:
                 self.monitor.dropped(job.client)
         return overtaken
 
+    def queued_ages_ms(self) -> list[float]:
+        """How long each frame waiting in a mailbox now has waited, ms (at most one per client)."""
+        now = time.perf_counter_ns()
+        return [(now - job.received_ns) / 1e6 for job in self._mailboxes.items()]
+
     def forget_client(self, client: Hashable) -> None:
         """Drop a departed client's pending frame."""
         if self._mailboxes.discard(client) is not None:
@@ -134,6 +139,7 @@ class Pipeline:
                 continue
             stage = self._stage
             assert stage is not None
+            self.stats.frame_started(job.received_ns)  # stage timings of this frame (bridge/metrics.py)
             try:
                 packet = job.run(stage)
                 self.stats.count_processed(job.latency_ms)

@@ -28,6 +28,10 @@ KEYPOINTS_TARGET = f"{PREFIX}/keypoints/target"  # reply: where this client's ke
 MODEL_READY = f"{PREFIX}/model/ready"  # reply to a switch, once the new model serves
 MODELS_LIST = f"{PREFIX}/models/list"
 STATUS_REPLY = f"{PREFIX}/status/reply"
+STATUS_STAGES_REPLY = f"{PREFIX}/status/stages/reply"  # s stage f p50_ms f p95_ms f p99_ms i count, per stage
+STATUS_PROCESS_REPLY = f"{PREFIX}/status/process/reply"
+RECORD_STARTED = f"{PREFIX}/record/started"  # s path
+RECORD_STOPPED = f"{PREFIX}/record/stopped"  # s path i entries i bytes s reason
 
 # Frame ids are int32 on the wire. Pure Data floats are float32, so Pd patches should
 # keep ids below 2**24 (integers above it lose precision).
@@ -63,6 +67,7 @@ ERROR_CODES: dict[str, str] = {
     "no_target": "keypoints arrived before /pose2person/keypoints/target named where the pictures go",
     "replica_lost": "--engine ray: the Ray replica holding this frame died or stopped answering; the frame is"
                     " lost, Ray replaces the replica and later frames go on (docs/SCALING.md)",
+    "record_limit": "a recording is running for this client already, or the most recordings at once are running",
     "internal": "an unexpected error in the bridge (see its log)",
 }
 
@@ -135,6 +140,21 @@ ADDRESSES: tuple[Address, ...] = (
     Address(f"{PREFIX}/status", ("",), "Pipeline statistics.",
             reply="/pose2person/status/reply f fps f mean_latency_ms f p95_latency_ms i received"
                   " i processed i dropped i errors s model", access=1),
+    Address(f"{PREFIX}/status/stages", ("",),
+            "Per-stage latency over the last 1024 frames: one group per stage that has frames (queue,"
+            " input, pose, generator, stage, publish, total; docs/PROTOCOL.md).",
+            reply="/pose2person/status/stages/reply s stage f p50_ms f p95_ms f p99_ms i count ...", access=1),
+    Address(f"{PREFIX}/status/process", ("",), "The daemon process: memory, descriptors, threads, GPU, queue.",
+            reply="/pose2person/status/process/reply f rss_mb i open_fds i threads f gpu_allocated_mb"
+                  " f gpu_reserved_mb i queued f oldest_queued_ms f uptime_s", access=1),
+    Address(f"{PREFIX}/record", ("s", "ss"),
+            "Record incoming keypoint messages and shared-memory frames, with timestamps, into a new folder"
+            " inside an allowed root (pose2person replay plays it back); source: self (default: this"
+            " client's), all, HOST (its clients) or HOST:PORT (one client).",
+            reply="/pose2person/record/started s path", extended_type=("filepath", ""), arg_names=("path", "source")),
+    Address(f"{PREFIX}/record/stop", ("", "s"), "Stop this client's recording, or the one writing into path.",
+            reply="/pose2person/record/stopped s path i entries i bytes s reason", extended_type=("filepath",),
+            arg_names=("path",)),
 )
 
 ADDRESS_BY_PATH: dict[str, Address] = {a.path: a for a in ADDRESSES}

@@ -1,9 +1,11 @@
 """The daemon's recorder: a client's incoming keypoint messages and shm frames, written to disk.
 
 ``/pose2person/record s path [s source]`` starts a recording into the new folder ``path`` (absolute,
-inside an ``--allow-root``; it must not exist yet, its parent must); ``source`` is ``self`` (the
-default: the sender's own messages) or ``all`` (every client, each entry tagged with its client).
-``/pose2person/record/stop`` ends it. The format is :mod:`bridge.recording`;
+inside an ``--allow-root``; it must not exist yet, its parent must). ``source`` says whose input:
+``self`` (the default: the sender's own messages), ``all`` (every client), ``HOST`` (every client
+on that host) or ``HOST:PORT`` (one client); each entry is tagged with its client.
+``/pose2person/record/stop [s path]`` ends the sender's recording (or the one writing ``path``,
+so a recording started by ``pose2person record start`` can be stopped from another process). The format is :mod:`bridge.recording`;
 ``pose2person replay`` plays it back.
 
 Thread contract: everything public runs on the event-loop thread and only copies and queues. A
@@ -47,13 +49,33 @@ DEFAULT_MAX_BYTES = 4 * 1024**3  # per recording: about 55 min of 640x480 BGRA8 
 # frame recordings are meant for short rehearsal takes; keypoints are ~1 KiB per message
 MAX_QUEUED_BYTES = 256 * 1024**2  # waiting for the writer thread, all recordings together
 CLOSE_TIMEOUT_S = 1.0  # at shutdown, the writer gets this long to finish (its files stay valid either way)
-SOURCES = ("self", "all")
+
+def source_matcher(source: str, owner: Hashable) -> Callable[[Hashable], bool]:
+    """Which mailbox keys a recording with this ``source`` covers (see the module docstring).
+    Keys are the transports' peer keys: (transport, host, port, ...)."""
+    if source == "self":
+        return lambda key: key == owner
+    if source == "all":
+        return lambda key: True
+    host, port = source, ""
+    if source.startswith("["):  # [IPv6] or [IPv6]:PORT
+        host, _, rest = source[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else rest
+    elif source.count(":") == 1:  # HOST:PORT (a bare IPv6 address has more colons)
+        host, _, port = source.partition(":")
+    if host and " " not in host and (port == "" or port.isdigit()):
+        if port:
+            number = int(port)
+            return lambda key: isinstance(key, tuple) and len(key) >= 3 and key[1] == host and key[2] == number
+        return lambda key: isinstance(key, tuple) and len(key) >= 3 and key[1] == host
+    raise ClientError("bad_arguments", f"record source must be self, all, HOST or HOST:PORT, not {source!r}")
+
 
 
 @dataclass
 class _Recording:
     owner: Hashable
-    source: Hashable | None  # the client recorded; None = every client
+    covers: Callable[[Hashable], bool]  # which clients' input is recorded
     folder: Path
     reply: Callable[[bytes], None]
     started_mono: float = field(default_factory=time.monotonic)
@@ -86,8 +108,7 @@ class Recorder:
     def start(self, owner: Hashable, raw_path: str, reply: Callable[[bytes], None], source: str = "self") -> Path:
         """Begin recording into the new folder ``raw_path``; raises ClientError (path_not_allowed,
         write_failed, bad_arguments, record_limit)."""
-        if source not in SOURCES:
-            raise ClientError("bad_arguments", f"record source must be one of {', '.join(SOURCES)}, not {source!r}")
+        covers = source_matcher(source, owner)
         if owner in self._recordings:
             raise ClientError("record_limit", f"this client records to {self._recordings[owner].folder} already; "
                               "send /pose2person/record/stop first")
@@ -102,15 +123,19 @@ class Recorder:
             raise ClientError("write_failed", f"{folder} exists already; a recording goes into a new folder") from None
         except OSError as exc:
             raise ClientError("write_failed", f"cannot create {folder}: {exc.strerror}") from None
-        rec = _Recording(owner, None if source == "all" else owner, folder, reply)
+        rec = _Recording(owner, covers, folder, reply)
         rec.index = index
         self._recordings[owner] = rec
         self._ensure_writer()
-        log.info("recording %s into %s", "every client" if rec.source is None else client_label(owner), folder)
+        log.info("recording %s (for %s) into %s", source, client_label(owner), folder)
         return folder
 
-    def stop(self, owner: Hashable, reason: str = "stopped") -> _Recording | None:
-        """End ``owner``'s recording (None if it has none); its reply is the caller's business."""
+    def stop(self, owner: Hashable, reason: str = "stopped", folder: str | None = None) -> _Recording | None:
+        """End ``owner``'s recording, or the one writing into ``folder`` (None if there is none);
+        its reply is the caller's business."""
+        if folder is not None:
+            owner = next((k for k, r in self._recordings.items() if str(r.folder) == folder
+                          or str(r.folder) == str(Path(folder).resolve(strict=False))), None)
         rec = self._recordings.pop(owner, None)
         if rec is not None:
             self._put("close", rec, reason, 0)
@@ -163,7 +188,7 @@ class Recorder:
             self._add(rec, line, pixels)
 
     def _matching(self, client: Hashable) -> list[_Recording]:
-        return [r for r in self._recordings.values() if r.source is None or r.source == client]
+        return [r for r in self._recordings.values() if r.covers(client)]
 
     def _add(self, rec: _Recording, line: dict[str, Any], pixels: Any) -> None:
         line["t"] = round(time.monotonic() - rec.started_mono, 6)

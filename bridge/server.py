@@ -20,7 +20,7 @@ from . import __version__
 from .config import Config
 from .control import Controller, Router
 from .errors import TransportError
-from . import stages
+from . import metrics, stages
 from .memtune import tune_allocator
 from .monitor import FrameTap
 from .pipeline import Pipeline
@@ -103,7 +103,13 @@ class Bridge:
             "shm_channels": self.channels.names() if self.channels else [],
             "endpoints": dict(self.endpoints),
             "engine": self.pipeline.engine.describe(),
+            **metrics.health_figures(self.pipeline, self.controller.recorder if self.controller else None),  # uptime, stages, queue, process (bridge/metrics.py)
         }
+
+    def metrics_text(self) -> str:
+        """What ``GET /metrics`` answers: Prometheus text format 0.0.4."""
+        return metrics.prometheus_text(self.health(), self.pipeline.stats.timings.histograms())
+
 
     # -- lifecycle ----------------------------------------------------------------------
     async def startup(self) -> None:
@@ -121,6 +127,7 @@ class Bridge:
             web_routes = WebRoutes(cfg, self.controller, self.pipeline, self.monitor)
             self.http = OscQueryServer(cfg.http, osc_host=cfg.osc.host, osc_port_fn=lambda: osc_port,
                                        name=cfg.discovery.instance_name, status_fn=self.health,
+                                       metrics_fn=self.metrics_text,
                                        value_fn=self._osc_value, routes=web_routes.install)
             http_port = await self.http.async_start()
             base = f"http://{_fmt_host(cfg.http.host)}:{http_port}"

@@ -1,4 +1,4 @@
-"""Pipeline statistics: counters and a bounded latency window, safe across threads."""
+"""Pipeline statistics: counters, a bounded latency window and per-stage timings, safe across threads."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+
+from . import metrics
 
 LATENCY_WINDOW = 1000  # frames kept for mean / p95
 FPS_WINDOW_S = 5.0  # processed-frame rate is measured over this many seconds
@@ -35,6 +37,12 @@ class PipelineStats:
         self.processed = 0
         self.dropped = 0
         self.errors = 0
+        self.timings = metrics.StageTimings()  # per-stage latency (bridge/metrics.py)
+
+    def frame_started(self, received_ns: int) -> None:
+        """Worker thread, as it takes a frame: start collecting its stage timings, the mailbox
+        wait (the frame's age) first. :meth:`count_processed` files them."""
+        metrics.begin_frame((time.perf_counter_ns() - received_ns) / 1e6)
 
     def count_received(self) -> None:
         with self._lock:
@@ -53,6 +61,15 @@ class PipelineStats:
             self.processed += 1
             self._latencies.append(latency_ms)
             self._done_times.append(time.monotonic())
+        frame = metrics.end_frame()  # this worker thread's stage timings, if the frame was started
+        if frame is not None:
+            frame["total"] = latency_ms
+            self.timings.add_frame(frame)
+
+
+    @property
+    def uptime_s(self) -> float:
+        return time.monotonic() - self._started
 
     def snapshot(self) -> StatsSnapshot:
         with self._lock:
