@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -52,10 +53,10 @@ import psutil  # noqa: E402  (the daemons import Ray; the tests only look at pro
 
 P = "/pose2person"
 # Loopback only (node addresses 127.0.0.1, not the host's network address) and Ray's token
-# authentication (the token in ~/.ray/auth_token, made by the head if missing), for the head and
+# authentication with a token made for this module (nothing written to ~/.ray), for the head and
 # for every daemon started here; the head drains for 2 s, not 30, when the module ends.
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "2"}
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "2"}
 RAY_START_TIMEOUT_S = 240.0  # Ray's own start-up is slow on 2 shared cores
 # Ray Serve's own pydantic models warn about pydantic 3 on import: not ours to fix.
 pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")]
