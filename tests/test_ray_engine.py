@@ -266,6 +266,30 @@ def test_several_clients_spread_over_replicas_in_order_equal_to_local(ray_bridge
     assert len(replicas) == 2 and all(r["frames"] > 0 for r in replicas.values()), replicas
 
 
+def test_a_slow_replica_builds_no_queue_behind_a_client(ray_bridge: RunningBridge) -> None:
+    """Ten frames sent at once to a 300 ms model: one is in flight, one waits in the mailbox and the
+    rest are overtaken there (``/frame/dropped``), although a second replica is idle."""
+    import cv2
+
+    switch(ray_bridge, "throttle:300")
+    client = ray_bridge.client(timeout=30)
+    try:
+        src = ray_bridge.root / "burst.png"
+        cv2.imwrite(str(src), frame(24, 32, 5, 3))
+        for i in range(10):
+            client.send(f"{P}/frame/path", str(src), str(ray_bridge.root / f"burst_{i}.png"), i)
+        done: list[int] = []
+        dropped: list[int] = []
+        while len(done) + len(dropped) < 10:
+            msg = client.receive(30)
+            assert msg is not None, (done, dropped)
+            (done if msg.address == f"{P}/frame/done" else dropped).append(int(msg.args[0]))  # type: ignore[arg-type]
+    finally:
+        client.close()
+    assert done[-1] == 9 and len(done) <= 3 and len(dropped) >= 7, (done, dropped)
+    assert done == sorted(done)
+
+
 def test_switch_reaches_every_replica_before_ready_and_generates_like_local(ray_bridge: RunningBridge,
                                                                             local_bridge: RunningBridge) -> None:
     """After ``/model/ready`` every replica serves the generator without loading it on demand; shm
