@@ -62,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_models import add_model_options  # --device, --precision, --pose, --models-dir, ...
 
     add_model_options(serve)
+    serve.add_argument("--safe-output", choices=["last", "input", "black", "pattern", "off"],
+                       default=_env("SAFE_OUTPUT", "last"),
+                       help="what clients see when the model fails, loads or stalls (default last: their last "
+                            "good frame); clients may choose their own with /pose2person/safe")
+    serve.add_argument("--stall-timeout", type=float, default=float(_env("STALL_TIMEOUT", "10")), metavar="S",
+                       help="a frame that runs longer restarts the model, without restarting the daemon "
+                            "(default 10 s; 0 = never)")
+    serve.add_argument("--token-file", default=None, metavar="FILE",
+                       help="a shared secret (first line); clients must send /pose2person/auth s <token> before "
+                            "messages that change state (model switch, recording, shutdown). Or set "
+                            "$POSE2PERSON_TOKEN. Default: no token (docs/SECURITY.md)")
+    serve.add_argument("--rate-limit", type=float, default=2000.0, metavar="N",
+                       help="OSC packets per second accepted from one client host (default 2000; 0 = no limit)")
     from .cli_engine import add_engine_options  # --engine, --ray-address, --replicas, ...
 
     add_engine_options(serve)
@@ -118,6 +131,8 @@ def _serve(args: argparse.Namespace) -> int:
         shm_dir=args.shm_dir, no_zeroconf=args.no_zeroconf, zeroconf_interfaces=args.zeroconf_interfaces,
         instance_name=args.name, log_level=args.log_level, **model_option_values(args),
         engine=config_mod.resolve_engine(**engine_option_values(args)),
+        safe_output=args.safe_output, stall_timeout_s=args.stall_timeout, token_file=args.token_file,
+        rate_limit=args.rate_limit,
     )
     Bridge(cfg).run()
     return 0

@@ -174,7 +174,7 @@ class BridgeClient:
     def status(self) -> Status:
         a = self.request(f"{protocol.PREFIX}/status", (), protocol.STATUS_REPLY).args
         return Status(float(a[0]), float(a[1]), float(a[2]), int(a[3]), int(a[4]), int(a[5]), int(a[6]),  # type: ignore[arg-type]
-                      str(a[7]))
+                      model=str(a[7]))
 
     def process_path(self, input_path: str, output_path: str | None = None, frame_id: int = 0,
                      timeout: float | None = None) -> FrameDone:

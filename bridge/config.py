@@ -48,6 +48,8 @@ class SecurityConfig:
     allow_clients: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # empty = everyone
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_file_bytes: int = 256 * 1024 * 1024  # an image file bigger than this is refused unread
+    token: str = field(default="", repr=False)  # "" = no token; else state-changing messages need /auth
+    max_packets_per_s: float = 2000.0  # per client host; 0 = unlimited (docs/SECURITY.md)
 
     def client_allowed(self, host: str) -> bool:
         """True when no --allow-client list is set or ``host`` is inside one of its networks."""
@@ -70,6 +72,7 @@ class ShmConfig:
     directory: Path = Path()
     slots: int = 3
     max_channels: int = 64
+    max_bytes: int = 2 * 1024**3  # all channels' files together (input + output), so opens cannot fill /dev/shm
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,15 @@ class PipelineConfig:
 
 
 EngineKind = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """What clients see when the model cannot answer (bridge/safe_output.py), and when a stage
+    counts as stalled."""
+
+    safe_output: str = "last"  # last | input | black | pattern | off (a client may choose its own)
+    stall_timeout_s: float = 10.0  # a frame running longer restarts the stage (0 = never)
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,7 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     log_level: LogLevel = "info"
     engine: EngineConfig = field(default_factory=EngineConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
 def default_instance_name() -> str:
@@ -178,6 +191,10 @@ def resolve(
     densepose_model: str = "densepose_rcnn_R_50_FPN_s1x",
     memory_budget_mb: int = 4096,
     engine: EngineConfig | None = None,
+    safe_output: str = "last",
+    stall_timeout_s: float = 10.0,
+    token_file: str | None = None,
+    rate_limit: float = 2000.0,
 ) -> Config:
     """Validate raw option values and build the frozen :class:`Config`. Creates missing roots."""
     from .shm import default_shm_dir  # numpy-only module; kept lazy so config imports instantly
@@ -216,7 +233,8 @@ def resolve(
     return Config(
         osc=OscConfig(host=host, port=_check_port("--osc-port", osc_port), tcp=not no_tcp),
         http=HttpConfig(host=host, port=_check_port("--http-port", http_port), enabled=not no_http),
-        security=SecurityConfig(allow_roots=tuple(roots), allow_clients=tuple(networks), max_pixels=max_pixels),
+        security=SecurityConfig(allow_roots=tuple(roots), allow_clients=tuple(networks), max_pixels=max_pixels,
+                                token=_read_token(token_file), max_packets_per_s=_check_rate(rate_limit)),
         shm=ShmConfig(directory=shm_directory.resolve()),
         discovery=DiscoveryConfig(
             enabled=not no_zeroconf, interfaces=interfaces,
@@ -225,6 +243,7 @@ def resolve(
         pipeline=pipeline,
         log_level=log_level,  # type: ignore[arg-type]
         engine=engine or EngineConfig(),
+        safety=resolve_safety(safe_output, stall_timeout_s),
     )
 
 
@@ -286,3 +305,37 @@ def resolve_engine(*, engine: str = "local", ray_address: str | None = None, ray
     return EngineConfig(kind=engine, ray_address=ray_address or None, ray_app=ray_app,  # type: ignore[arg-type]
                         replicas=replicas, min_replicas=min_replicas, max_replicas=max_replicas,
                         num_gpus=num_gpus, num_cpus=num_cpus, local_cpus=local_cpus)
+
+
+SAFE_OUTPUT_CHOICES = ("last", "input", "black", "pattern", "off")
+
+
+def resolve_safety(safe_output: str = "last", stall_timeout_s: float = 10.0) -> SafetyConfig:
+    if safe_output not in SAFE_OUTPUT_CHOICES:
+        raise ConfigError(f"--safe-output must be one of {', '.join(SAFE_OUTPUT_CHOICES)}, not {safe_output!r}")
+    if not 0 <= stall_timeout_s <= 3600:
+        raise ConfigError(f"--stall-timeout must be 0 (never) .. 3600 seconds, not {stall_timeout_s}")
+    return SafetyConfig(safe_output=safe_output, stall_timeout_s=float(stall_timeout_s))
+
+
+MIN_TOKEN_CHARS = 8
+
+
+def _read_token(token_file: str | None) -> str:
+    """The shared control token: ``--token-file`` (first line) or ``$POSE2PERSON_TOKEN``; "" = none.
+    A file keeps it out of ``ps`` listings and shell history."""
+    token = os.environ.get("POSE2PERSON_TOKEN", "")
+    if token_file:
+        try:
+            token = Path(token_file).expanduser().read_text(encoding="utf-8").splitlines()[0].strip()
+        except (OSError, IndexError) as exc:
+            raise ConfigError(f"--token-file {token_file}: cannot read a token from it ({exc})") from None
+    if token and len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(f"the control token must have at least {MIN_TOKEN_CHARS} characters")
+    return token
+
+
+def _check_rate(rate: float) -> float:
+    if not 0 <= rate <= 1e6:
+        raise ConfigError(f"--rate-limit must be 0 (unlimited) .. 1000000 packets/s, not {rate}")
+    return float(rate)

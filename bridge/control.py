@@ -9,6 +9,7 @@ limited); nothing a client sends can stop the daemon from serving the others.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections import OrderedDict
@@ -22,6 +23,7 @@ from .errors import ClientError, ModelLoadError
 from .jobs import FrameJob, PathJob, ShmJob, error_packet
 from .keypoint_jobs import KeypointJob, KeypointTarget
 from .imageio import WRITE_EXTENSIONS
+from .safe_output import POLICIES
 from .keypoints import parse_keypoint_args
 from .logutil import RateLimitedLog
 from .osc import OscArg, OscDecodeError, OscMessage, decode_packet, encode_message
@@ -114,6 +116,43 @@ def _coerce(args: tuple[OscArg, ...], tags: str, signatures: tuple[str, ...]) ->
     return None
 
 
+#: Messages that change what everyone gets; they need /auth when a control token is set.
+GUARDED = frozenset({f"{protocol.PREFIX}/model", f"{protocol.PREFIX}/record", f"{protocol.PREFIX}/record/stop",
+                     f"{protocol.PREFIX}/shutdown"})
+
+
+class HostRateLimit:
+    """A token bucket per client host (``rate`` packets/s, a one-second burst). Bounded table;
+    ``rate`` 0 = unlimited. Loop-thread only."""
+
+    def __init__(self, rate: float, max_hosts: int) -> None:
+        self.rate, self._max = rate, max_hosts
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()  # host -> [tokens, last time, last notice]
+
+    def allow(self, host: str) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic()
+        bucket = self._buckets.pop(host, None) or [self.rate, now, 0.0]
+        bucket[0] = min(self.rate, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        self._buckets[host] = bucket
+        while len(self._buckets) > self._max:
+            self._buckets.popitem(last=False)
+        if bucket[0] < 1.0:
+            return False
+        bucket[0] -= 1.0
+        return True
+
+    def should_notify(self, host: str) -> bool:
+        bucket = self._buckets.get(host)
+        now = time.monotonic()
+        if bucket is None or now - bucket[2] < 1.0:
+            return False
+        bucket[2] = now
+        return True
+
+
 class Controller:
     """Maps the documented OSC namespace to actions. Loop-thread only."""
 
@@ -127,6 +166,11 @@ class Controller:
         self._clients: OrderedDict[Hashable, float] = OrderedDict()  # key -> last seen (monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
         self._keypoint_targets: OrderedDict[Hashable, KeypointTarget] = OrderedDict()  # bounded by max_clients
+        self._safe_policies: OrderedDict[Hashable, str] = OrderedDict()  # bounded by max_clients
+        self._rate = HostRateLimit(config.security.max_packets_per_s, config.osc.max_clients)
+        self._authorized: OrderedDict[str, float] = OrderedDict()  # hosts that sent the token, bounded
+        self.rate_limited_packets = 0
+        self.request_shutdown: Callable[[], None] | None = None  # set by the server
         self.malformed_packets = 0
         self.recorder = Recorder(config.security.allow_roots)  # /pose2person/record (bridge/recorder.py)
         self._handlers: dict[str, Callable[[Peer, _Args], None]] = {
@@ -135,6 +179,9 @@ class Controller:
             f"{protocol.PREFIX}/register/host": self._register_host,
             f"{protocol.PREFIX}/frame/path": self._frame_path,
             f"{protocol.PREFIX}/frame/shm": self._frame_shm,
+            f"{protocol.PREFIX}/safe": self._safe,
+            f"{protocol.PREFIX}/auth": self._auth,
+            f"{protocol.PREFIX}/shutdown": self._shutdown,
             f"{protocol.PREFIX}/keypoints": self._keypoints,
             f"{protocol.PREFIX}/keypoints/target": self._keypoints_target,
             f"{protocol.PREFIX}/keypoints/target/path": self._keypoints_target_path,
@@ -162,6 +209,12 @@ class Controller:
             self._ratelog.log(logging.WARNING, f"denied {peer.host}", "packet from %s refused by --allow-client",
                               peer.host)
             return  # no reply: answering unlisted hosts would make the bridge a reflector
+        if not self._rate.allow(peer.host):
+            self.rate_limited_packets += 1
+            if self._rate.should_notify(peer.host):  # one answer a second, so the limit itself cannot flood
+                self._refuse(peer, ClientError("rate_limited", f"more than {self._rate.rate:g} packets/s from "
+                                               f"{peer.host}; packets are being dropped"), None)
+            return
         self._touch(peer.key)
         try:
             messages = decode_packet(data)
@@ -194,6 +247,10 @@ class Controller:
         if spec.variadic and message.typetags.startswith("s"):  # the handler checks every value itself
             handler(peer, _Args(tuple(message.args), message.typetags))
             return
+        if message.address in GUARDED and self._config.security.token and peer.host not in self._authorized \
+                and not (message.address == f"{protocol.PREFIX}/model" and not message.args):
+            raise ClientError("not_authorized", f"{message.address} changes the bridge's state: send "
+                              f"/pose2person/auth s <token> first (the daemon runs with a control token)")
         args = _coerce(message.args, message.typetags, spec.signatures)
         if args is None:
             wanted = " or ".join(f"',{s}'" for s in spec.signatures)
@@ -223,6 +280,7 @@ class Controller:
         self._clients.pop(key, None)
         self._keypoint_targets.pop(key, None)
         self.recorder.forget(key)
+        self._safe_policies.pop(key, None)
         self._pipeline.forget_client(key)
         for name in self._channels.names():
             self._pipeline.forget_client((key, name))
@@ -321,7 +379,53 @@ class Controller:
                               f"{', '.join(sorted(WRITE_EXTENSIONS))}, not {path.suffix or 'nothing'!r}")
         self._set_keypoint_target(peer, KeypointTarget(path=path), str(path))
 
+    def _auth(self, peer: Peer, args: _Args) -> None:
+        token = self._config.security.token
+        if not token:
+            peer.reply(encode_message(protocol.AUTH_OK, 0))  # no token configured: nothing to unlock
+            return
+        if not hmac.compare_digest(str(args.values[0]).encode(), token.encode()):
+            log.warning("wrong control token from %s", peer.host)
+            raise ClientError("not_authorized", "wrong token")
+        self._authorized.pop(peer.host, None)
+        self._authorized[peer.host] = time.monotonic()
+        while len(self._authorized) > self._config.osc.max_clients:
+            self._authorized.popitem(last=False)
+        log.info("host %s authorised for state-changing messages", peer.host)
+        peer.reply(encode_message(protocol.AUTH_OK, 1))
+
+    def _shutdown(self, peer: Peer, args: _Args) -> None:
+        if not self._config.security.token:
+            raise ClientError("not_authorized", "remote shutdown is only possible when the daemon runs with a "
+                              "control token (--token-file)")
+        log.warning("shutdown requested over OSC by %s", peer.host)
+        peer.reply(encode_message(protocol.SHUTTING_DOWN))
+        if self.request_shutdown is not None:
+            self.request_shutdown()
+
+    def _safe(self, peer: Peer, args: _Args) -> None:
+        if args.values:
+            policy = str(args.values[0]).lower()
+            if policy not in POLICIES:
+                raise ClientError("bad_arguments", f"safe-output policy must be one of {', '.join(POLICIES)}, "
+                                  f"not {policy!r}")
+            self._safe_policies.pop(peer.key, None)
+            self._safe_policies[peer.key] = policy
+            while len(self._safe_policies) > self._config.osc.max_clients:
+                self._safe_policies.popitem(last=False)
+        peer.reply(encode_message(protocol.SAFE, self._policy_of(peer.key)))
+
+    def _policy_of(self, key: Hashable) -> str:
+        return self._safe_policies.get(key, self._config.safety.safe_output)
+
+    def attach_safe(self, job: FrameJob, peer_key: Hashable) -> None:
+        """Give ``job`` its client's safe-output policy (the mailbox key may be (client, channel);
+        the policy belongs to the client)."""
+        job.safe = self._pipeline.safe_output(self._policy_of(peer_key), job.client)
+
     def _submit(self, job: FrameJob) -> None:
+        self.attach_safe(job, job.client[0] if isinstance(job.client, tuple) and len(job.client) == 2
+                         and isinstance(job.client[1], str) else job.client)
         overtaken = self._pipeline.submit(job)
         if overtaken is not None:
             overtaken.reply(encode_message(protocol.FRAME_DROPPED, overtaken.frame_id, job.frame_id))

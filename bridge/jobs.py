@@ -22,6 +22,7 @@ from .imageio import read_image, write_image_atomic
 from .metrics import record, timed
 from .osc import encode_message
 from .pixels import convert
+from .safe_output import MODEL_FAILURES, SafeOutput
 from .shm import ORIGIN_BOTTOM_LEFT, ShmError
 from .shm_channels import Channel
 from .monitor import TapFrames
@@ -30,21 +31,35 @@ from .stages import Stage
 ReplyFn = Callable[[bytes], None]
 
 
-def run_stage(stage: Stage, image: np.ndarray, fmt: str, origin: int, frame_id: int) -> np.ndarray:
+def run_stage(stage: Stage, image: np.ndarray, fmt: str, origin: int, frame_id: int,
+              safe: SafeOutput | None = None) -> np.ndarray:
     """Run ``stage`` on ``image``, converting to and from the stage's ``input_format`` if it has one.
 
     Order-agnostic stages (no ``input_format``) get the client's array untouched. The
-    result always has the input's shape, dtype and format.
+    result always has the input's shape, dtype and format. With an enabled ``safe`` context,
+    a failure of the model (not of the request) gives the safe picture instead of raising.
     """
+    try:
+        with timed("stage"):  # the model call's share of the frame (bridge/metrics.py)
+            result = _run_stage(stage, image, fmt, origin, frame_id)
+    except ClientError as exc:
+        if safe is None or not safe.enabled or exc.code not in MODEL_FAILURES:
+            raise
+        return safe.substitute(image, fmt, exc)
+    if safe is not None:
+        safe.remember(result, fmt)
+    return result
+
+
+def _run_stage(stage: Stage, image: np.ndarray, fmt: str, origin: int, frame_id: int) -> np.ndarray:
     wanted: str | None = getattr(stage, "input_format", None)
     flip = origin == ORIGIN_BOTTOM_LEFT and wanted is not None
     try:
-        with timed("stage"):  # the model call's share of the frame (bridge/metrics.py)
-            if wanted is None or (wanted == fmt and not flip):
-                result = stage.process(image, fmt)
-            else:
-                result = convert(stage.process(convert(image, fmt, wanted, flip_rows=flip), wanted), wanted, fmt,
-                                 flip_rows=flip)
+        if wanted is None or (wanted == fmt and not flip):
+            result = stage.process(image, fmt)
+        else:
+            result = convert(stage.process(convert(image, fmt, wanted, flip_rows=flip), wanted), wanted, fmt,
+                             flip_rows=flip)
     except ClientError:
         raise
     except Exception as exc:
@@ -53,6 +68,10 @@ def run_stage(stage: Stage, image: np.ndarray, fmt: str, origin: int, frame_id: 
         raise ClientError("model_failed", f"{stage.name} returned {result.shape}/{result.dtype} for "
                           f"{image.shape}/{image.dtype}", frame_id)
     return result
+
+
+class AbandonedFrame(Exception):
+    """Raised in a stuck worker whose frame the watchdog re-assigned; never answered."""
 
 
 def elapsed_ms(since_ns: int) -> float:
@@ -75,6 +94,11 @@ class FrameJob:
     # What run() just processed, for the monitor tap (bridge/monitor.py): read on the worker
     # thread right after run(), never kept by the job's consumer.
     tap: TapFrames | None = field(default=None, repr=False)
+    # The client's safe-output policy (bridge/safe_output.py); None = failures are errors.
+    safe: SafeOutput | None = field(default=None, repr=False)
+    # Set by the stall watchdog when it hands this frame to a new worker: the stuck thread, if
+    # it ever returns, must neither publish nor write (its slot or file now belongs to the retry).
+    abandoned: bool = field(default=False, repr=False)
 
     def run(self, stage: Stage) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -92,7 +116,9 @@ class PathJob(FrameJob):
         with timed("input"):
             image, fmt = read_image(self.input_path, max_pixels=self.security.max_pixels,
                                     max_bytes=self.security.max_file_bytes, frame_id=self.frame_id)
-        result = run_stage(stage, image, fmt, 0, self.frame_id)
+        result = run_stage(stage, image, fmt, 0, self.frame_id, self.safe)
+        if self.abandoned:  # the stall watchdog answered this frame meanwhile
+            raise AbandonedFrame()
         self.tap = TapFrames(image, result, fmt, 0)
         with timed("publish"):
             write_image_atomic(self.output_path, result, fmt, self.frame_id)
@@ -123,6 +149,8 @@ class ShmJob(FrameJob):
             raise self._gone()
         try:
             return self._run(stage, ch)
+        except ShmError as exc:  # e.g. a client truncated its channel file: that frame's error
+            raise ClientError(exc.code, exc.message, self.frame_id) from None
         except (ValueError, IndexError, BufferError):
             # The loop thread closed or re-opened the channel (another size) while this frame
             # waited or ran: its mappings are being torn down. That is the client's doing, not
@@ -148,25 +176,26 @@ class ShmJob(FrameJob):
         published = False
         try:
             with timed("input"):
-                np.copyto(staged, ch.input.view(k))
+                ch.input.read_into(k, staged)  # by pread, not the mapping: a truncated file is no SIGBUS
                 intact = ch.input.still_intact(k, seq)
             if not intact:
                 raise ClientError("shm_torn", f"frame {self.frame_id} was overwritten while it was read "
                                   "(the client lapped the ring or died mid-write)", self.frame_id)
-            staged.flags.writeable = False  # the stage contract: inputs are read-only
-            try:
-                result = run_stage(stage, staged, ch.layout.format, ch.layout.origin, self.frame_id)
-            finally:
-                staged.flags.writeable = True
+            readonly = staged.view()  # the stage contract: inputs are read-only (a view of its own,
+            readonly.flags.writeable = False  # so the slot's shared view stays writable for others)
+            result = run_stage(stage, readonly, ch.layout.format, ch.layout.origin, self.frame_id, self.safe)
+            if self.abandoned:  # the stall watchdog answered this frame meanwhile: touch nothing
+                raise AbandonedFrame()
             published_from = time.perf_counter_ns()
             if _retired(ch):  # closed or re-opened during the stage: publish nothing
                 raise self._gone()
-            if result is not staged:
+            if result is not readonly:
                 np.copyto(staged, result)
             self.tap = TapFrames(ch.input.view(k), staged, ch.layout.format, ch.layout.origin)
             published = True
         finally:
-            ch.output.end_write(out_k, self.frame_id, publish=published)
+            if not self.abandoned:
+                ch.output.end_write(out_k, self.frame_id, publish=published)
         record("publish", elapsed_ms(published_from))
         self.latency_ms = elapsed_ms(self.received_ns)
         return encode_message(protocol.FRAME_READY, ch.name, self.frame_id, self.latency_ms)

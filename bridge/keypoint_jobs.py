@@ -28,6 +28,7 @@ from .metrics import timed
 from .monitor import TapFrames
 from .osc import encode_message
 from .pixels import convert
+from .safe_output import MODEL_FAILURES
 from .shm import ORIGIN_BOTTOM_LEFT
 from .shm_channels import Channel
 from .stages import Stage
@@ -66,11 +67,24 @@ class KeypointJob(FrameJob):
     def run(self, stage: Stage) -> bytes:
         assert self.frame is not None
         try:
-            pose, result = pose_picture(stage, self.frame)
-        except ClientError:
-            raise
-        except Exception as exc:
-            raise ClientError("model_failed", f"{stage.name}: {type(exc).__name__}: {exc}", self.frame_id) from exc
+            try:
+                pose, result = pose_picture(stage, self.frame)
+            except ClientError:
+                raise
+            except Exception as exc:
+                raise ClientError("model_failed", f"{stage.name}: {type(exc).__name__}: {exc}",
+                                  self.frame_id) from exc
+        except ClientError as exc:
+            if self.safe is None or not self.safe.enabled or exc.code not in MODEL_FAILURES:
+                raise
+            from .pose_render import render_pose
+
+            # The keypoints' own pose image stands for "the input".
+            pose = render_pose(keypoints_to_pose(self.frame), BUILTIN_POSE_STYLE, None)
+            result = self.safe.substitute(pose, "RGB8", exc)
+        else:
+            if self.safe is not None:
+                self.safe.remember(result, "RGB8")
         if self.target.channel is not None:
             return self._to_channel(self.target.channel, pose, result)
         assert self.target.path is not None

@@ -49,6 +49,17 @@ class LatestMailboxes(Generic[T]):
                     self._cond.notify()
             return overtaken
 
+    def put_if_absent(self, key: Hashable, item: T) -> bool:
+        """Store ``item`` only if ``key`` has no waiting job (a retry must not overtake a newer
+        frame); True if stored."""
+        with self._cond:
+            if self._closed or key in self._slots:
+                return False
+            self._slots[key] = item
+            self._ready.append(key)
+            self._cond.notify_all()
+            return True
+
     def take(self, timeout: float | None = None) -> T | None:
         """Block until some client has a job and return the oldest-waiting client's newest job.
 

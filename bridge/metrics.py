@@ -324,6 +324,10 @@ def prometheus_text(health: Mapping[str, Any], histograms: Mapping[str, Histogra
                            ("malformed_packets", "OSC packets that could not be decoded.")):
         name = f"pose2person_{key}_total" if key == "malformed_packets" else f"pose2person_frames_{key}_total"
         w.family(name, "counter", help_text, float(health.get(key, 0)))
+    for key, help_text in (("safe_frames", "Frames answered with a safe picture instead of the model's."),
+                           ("model_restarts", "Stalled models restarted by the watchdog."),
+                           ("rate_limited_packets", "OSC packets dropped by --rate-limit.")):
+        w.family(f"pose2person_{key}_total", "counter", help_text, float(health.get(key, 0)))
     w.family("pose2person_fps", "gauge", "Frames processed per second over the last 5 s.", float(health.get("fps", 0.0)))
     stages = health.get("stages") or {}
     for q in ("p50", "p95", "p99"):

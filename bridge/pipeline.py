@@ -12,37 +12,71 @@ Thread contract:
 * Where the model runs is the engine's business (:mod:`bridge.engines`): the local engine
   keeps one worker thread; an engine with ``max_in_flight > 1`` (Ray) gets that many workers
   over exclusive mailboxes, so each client still has at most one frame in flight.
+* Nothing a model does stops the show (:mod:`bridge.safe_output`): workers start before the
+  first model has loaded and answer with safe output meanwhile; a frame that fails in the
+  model gets the client's safe picture; a frame that runs past ``stall_timeout_s`` makes a
+  watchdog (loop task) abandon that worker generation, answer the frame with safe output on a
+  fresh worker, and reload the model, all without restarting the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
 from typing import Hashable
 
-from .config import EngineConfig, PipelineConfig
+from .config import EngineConfig, PipelineConfig, SafetyConfig
 from .errors import ClientError, ModelLoadError
-from .jobs import FrameJob, error_packet
+from .jobs import AbandonedFrame, FrameJob, error_packet
 from .latest import LatestMailboxes, MailboxClosed
 from .osc import encode_message
 from . import protocol, stages
 from .engines import Engine, create_engine
 from .monitor import FrameTap
+from .safe_output import LastFrames, SafeOutput, StageUnavailable
 from .stats import PipelineStats
 
 log = logging.getLogger(__name__)
 
 WORKER_JOIN_TIMEOUT_S = 1.0  # a stage stuck longer than this is abandoned at shutdown (daemon thread)
+WATCHDOG_PERIOD_S = 0.2  # how often the loop looks for a stalled frame
+TAKE_TIMEOUT_S = 0.5  # workers wake this often to notice that their generation was retired
+
+
+class UnavailableStage:
+    """Stands in for the model while it loads or restarts: every frame gets safe output
+    (or ``model_unavailable`` for clients with the ``off`` policy)."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name, self.why = name, why
+
+    def process(self, image: object, fmt: str) -> object:
+        raise StageUnavailable(f"{self.name} is {self.why}")
+
+    def generate_from_pose(self, pose: object) -> object:  # keypoint jobs ask for this
+        raise StageUnavailable(f"{self.name} is {self.why}")
 
 
 class Pipeline:
     """Owns the mailboxes, the worker thread, the active stage and the statistics."""
 
-    def __init__(self, model: str, config: PipelineConfig | None = None, engine: EngineConfig | None = None) -> None:
+    def __init__(self, model: str, config: PipelineConfig | None = None, engine: EngineConfig | None = None,
+                 safety: SafetyConfig | None = None) -> None:
         self.stats = PipelineStats()
+        self.safety = safety or SafetyConfig()
+        self.last_frames = LastFrames()  # the "last good frame" of each client, for safe output
         self._initial_model = model
+        self._active_spec = model
+        self._generation = 0  # bumped when a stall retires the running workers
+        self._busy: dict[int, tuple[float, FrameJob, int]] = {}  # worker id -> (start, job, generation)
+        self._busy_lock = threading.Lock()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._reload: asyncio.Task[None] | None = None
+        self._next_worker_id = 0
+        self.restarts = 0
         self.catalog = stages.Catalog(config)
         self.engine: Engine = create_engine(self.catalog, engine)
         self._workers_n = max(1, int(self.engine.max_in_flight))
@@ -57,21 +91,35 @@ class Pipeline:
         return self._stage.name if self._stage is not None else ""
 
     async def async_start(self) -> None:
-        """Load the initial model (raises ModelLoadError) and start the worker thread(s)."""
+        """Start the worker thread(s), then load the initial model (raises ModelLoadError).
+        Frames that arrive while it loads get safe output."""
         self._loop = asyncio.get_running_loop()
+        self._stage = UnavailableStage(self._initial_model, "loading")
+        self._start_workers()
         self._stage = await self.engine.async_start(self._initial_model)
-        for i in range(self._workers_n):
-            name = "p2p-worker" if self._workers_n == 1 else f"p2p-worker-{i}"
-            worker = threading.Thread(target=self._work, name=name, daemon=True)
+        if self.safety.stall_timeout_s > 0:
+            self._watchdog = self._loop.create_task(self._async_watch(), name="p2p-stall-watchdog")
+        log.info("pipeline ready: model %s (engine %s)", self.model_name, self.engine.kind)
+
+    def _start_workers(self) -> None:
+        gen = self._generation
+        for _ in range(self._workers_n):
+            wid = self._next_worker_id
+            self._next_worker_id += 1
+            name = "p2p-worker" if wid == 0 and self._workers_n == 1 else f"p2p-worker-{wid}"
+            worker = threading.Thread(target=self._work, args=(wid, gen), name=name, daemon=True)
             worker.start()
             self._workers.append(worker)
-        log.info("pipeline ready: model %s (engine %s)", self.model_name, self.engine.kind)
 
     async def async_stop(self) -> None:
         """Stop taking frames; wait (bounded) for the frame in progress."""
+        for task in (self._watchdog, self._reload):
+            if task is not None:
+                task.cancel()
         left = self._mailboxes.close()
         if left:
             log.info("shutdown: %d pending frame(s) discarded", len(left))
+        self._workers = [w for w in self._workers if w.is_alive()]
         if self._workers:
             await asyncio.to_thread(_join_all, self._workers, WORKER_JOIN_TIMEOUT_S)
             busy = sum(w.is_alive() for w in self._workers)
@@ -100,9 +148,14 @@ class Pipeline:
         return [(now - job.received_ns) / 1e6 for job in self._mailboxes.items()]
 
     def forget_client(self, client: Hashable) -> None:
-        """Drop a departed client's pending frame."""
+        """Drop a departed client's pending frame (and its last good frame)."""
         if self._mailboxes.discard(client) is not None:
             self.stats.count_dropped()
+        self.last_frames.forget(client)
+
+    def safe_output(self, policy: str, client: Hashable) -> SafeOutput:
+        """A job's safe-output context for ``client`` under ``policy``."""
+        return SafeOutput(policy, client, self.last_frames)
 
     @property
     def stage(self) -> stages.Stage | None:
@@ -123,28 +176,85 @@ class Pipeline:
         assert self._loop is not None
         stage = await self.engine.async_switch(spec)
         self._stage = stage  # an atomic reference swap: the worker reads it once per frame
+        self._active_spec = spec
         log.info("model switched to %s (resident: %s)", stage.name, ", ".join(self.resident_models()))
         return stage.name
 
+    # -- stall watchdog (loop thread) ---------------------------------------------------------
+    async def _async_watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCHDOG_PERIOD_S)
+            now = time.monotonic()
+            with self._busy_lock:
+                stuck = [(start, job) for start, job, gen in self._busy.values()
+                         if gen == self._generation and now - start > self.safety.stall_timeout_s]
+            if stuck:
+                self._restart_after_stall(stuck)
+
+    def _restart_after_stall(self, stuck: list[tuple[float, FrameJob]]) -> None:
+        """Retire the running workers, answer their frames on new ones, reload the model."""
+        name = self.model_name
+        self._generation += 1
+        self.restarts += 1
+        log.warning("model %s stalled (a frame ran %.1f s > %.1f s): restarting it; %d frame(s) get safe output",
+                    name, time.monotonic() - min(s for s, _ in stuck), self.safety.stall_timeout_s, len(stuck))
+        self._stage = UnavailableStage(name, f"restarting after a stall of over {self.safety.stall_timeout_s:g} s")
+        self._workers = [w for w in self._workers if w.is_alive()]
+        for _, job in stuck:
+            job.abandoned = True  # if the stuck thread ever returns, it publishes nothing
+            # The stuck thread keeps its job object; the retry is a copy, answered by a new worker
+            # with safe output, unless a newer frame of that client already waits (then dropped).
+            retry = dataclasses.replace(job, tap=None, abandoned=False)
+            if retry.safe is not None:
+                retry.safe = dataclasses.replace(retry.safe, reason=None)
+            if not self._mailboxes.put_if_absent(job.client, retry):
+                self.stats.count_dropped()
+                job.reply(encode_message(protocol.FRAME_DROPPED, job.frame_id, -1))
+            self._mailboxes.release(job.client)
+        self._start_workers()
+        if self._reload is None or self._reload.done():
+            assert self._loop is not None
+            self._reload = self._loop.create_task(self._async_reload(self._active_spec), name="p2p-reload")
+
+    async def _async_reload(self, spec: str) -> None:
+        reload = getattr(self.engine, "async_reload", None) or self.engine.async_switch
+        try:
+            stage = await reload(spec)
+        except Exception as exc:  # the placeholder stays: clients keep getting safe output
+            log.error("model %s could not be reloaded after a stall: %s; switch models to recover", spec, exc)
+            return
+        if self._active_spec == spec:
+            self._stage = stage
+            log.info("model %s restarted", stage.name)
+
     # -- worker thread ------------------------------------------------------------------
-    def _work(self) -> None:
+    def _work(self, wid: int, generation: int) -> None:
         assert self._loop is not None
         loop = self._loop
-        while True:
+        while generation == self._generation:
             try:
-                job = self._mailboxes.take()
+                job = self._mailboxes.take(TAKE_TIMEOUT_S)
             except MailboxClosed:
                 return
             if job is None:
                 continue
+            if generation != self._generation:  # retired while waiting: hand the frame back
+                if not self._mailboxes.put_if_absent(job.client, job):
+                    self.stats.count_dropped()
+                self._mailboxes.release(job.client)
+                return
             stage = self._stage
             assert stage is not None
             self.stats.frame_started(job.received_ns)  # stage timings of this frame (bridge/metrics.py)
+            with self._busy_lock:
+                self._busy[wid] = (time.monotonic(), job, generation)
             try:
                 packet = job.run(stage)
                 self.stats.count_processed(job.latency_ms)
                 if self.monitor is not None:
                     self.monitor.offer(job, stage)
+            except AbandonedFrame:
+                return  # this worker's generation was retired while the frame ran
             except ClientError as exc:
                 self.stats.count_error()
                 # An engine's stage knows no frame ids (e.g. replica_lost): the error is this job's.
@@ -157,9 +267,20 @@ class Pipeline:
                 self.stats.count_error()
                 log.exception("frame %d from %s failed", job.frame_id, job.client)
                 packet = error_packet("internal", f"{type(exc).__name__}: {exc}", job.frame_id)
+            finally:
+                with self._busy_lock:
+                    self._busy.pop(wid, None)
+            if generation != self._generation:
+                return  # retired while this frame ran: the watchdog had it answered already
+            packets = [packet]
+            if job.safe is not None and job.safe.reason is not None:
+                self.stats.count_safe()
+                packets.insert(0, encode_message(protocol.FRAME_SAFE, job.frame_id, job.safe.policy,
+                                                 job.safe.reason))
             try:
-                if job.reply_direct is None or not job.reply_direct(packet):
-                    loop.call_soon_threadsafe(job.reply, packet)
+                for pkt in packets:
+                    if job.reply_direct is None or not job.reply_direct(pkt):
+                        loop.call_soon_threadsafe(job.reply, pkt)
             except RuntimeError:  # loop closed during shutdown
                 return
             finally:

@@ -21,6 +21,10 @@ REGISTERED = f"{PREFIX}/registered"
 FRAME_DONE = f"{PREFIX}/frame/done"
 FRAME_READY = f"{PREFIX}/frame/ready"
 FRAME_DROPPED = f"{PREFIX}/frame/dropped"
+FRAME_SAFE = f"{PREFIX}/frame/safe"  # i frame_id s policy s reason: a safe picture stands in for the model's
+SAFE = f"{PREFIX}/safe"  # reply: s policy
+AUTH_OK = f"{PREFIX}/auth/ok"  # reply: i 1 (authorised) or i 0 (the daemon has no token)
+SHUTTING_DOWN = f"{PREFIX}/shutting_down"
 SHM_OPENED = f"{PREFIX}/shm/opened"
 SHM_CLOSED = f"{PREFIX}/shm/closed"
 MODEL_CHANGED = f"{PREFIX}/model/changed"  # reply to /model with no argument: the active model
@@ -54,6 +58,10 @@ ERROR_CODES: dict[str, str] = {
     "unknown_model": "no model of that name",
     "model_load_failed": "the model exists but could not be loaded (the previous model stays active)",
     "model_failed": "the model raised an error on this frame",
+    "not_authorized": "the daemon runs with a control token and this host has not sent /pose2person/auth"
+                      " (or sent a wrong one); remote shutdown also needs a token to be configured",
+    "rate_limited": "this client host sent more packets per second than --rate-limit; the excess is dropped",
+    "model_unavailable": "the model is loading or restarting after a stall; no picture was made (policy off)",
     "shm_bad_format": "an unsupported shared-memory pixel format",
     "shm_bad_channel": "an invalid shared-memory channel name",
     "shm_unknown_channel": "a frame for a channel that was never opened",
@@ -108,6 +116,18 @@ ADDRESSES: tuple[Address, ...] = (
     Address(f"{PREFIX}/frame/shm", ("si",),
             "A new frame with this id is in the client's shared-memory channel.",
             reply="/pose2person/frame/ready s channel i frame_id f latency_ms", arg_names=("channel", "frame_id")),
+    Address(f"{PREFIX}/safe", ("", "s"),
+            "This client's safe-output policy: what it sees when the model fails, loads or stalls: last"
+            " (its last good frame), input (the frame passed through), black, pattern (colour bars), or off"
+            " (an error instead). No argument: ask.",
+            reply="/pose2person/safe s policy", access=3, arg_names=("policy",),
+            range=({"VALS": ["last", "input", "black", "pattern", "off"]},)),
+    Address(f"{PREFIX}/auth", ("s",),
+            "Unlock state-changing messages (model switch, recording, shutdown) for this host, when the"
+            " daemon runs with a control token (docs/SECURITY.md).",
+            reply="/pose2person/auth/ok i authorised", arg_names=("token",)),
+    Address(f"{PREFIX}/shutdown", ("",), "Stop the daemon gracefully (needs a control token and /auth).",
+            reply="/pose2person/shutting_down"),
     Address(f"{PREFIX}/keypoints", ("siii",),
             "Body keypoints of everyone in a frame: s layout (coco17, mediapipe33, body25; suffix n ="
             " normalised 0..1 coordinates) i frame_id i width i height, then f x f y f score per joint,"

@@ -44,7 +44,7 @@ class Bridge:
         self.should_exit = False
         self.force_exit = False
         self.started: asyncio.Event | None = None  # created on the loop in serve()
-        self.pipeline = Pipeline(config.pipeline.model, config.pipeline, config.engine)
+        self.pipeline = Pipeline(config.pipeline.model, config.pipeline, config.engine, config.safety)
         self.monitor = FrameTap()  # the monitor page's bounded view of the pipeline
         self.pipeline.monitor = self.monitor
         self.router = Router(config.osc.max_clients * 4)
@@ -99,7 +99,11 @@ class Bridge:
             "processed": s.processed,
             "dropped": s.dropped,
             "errors": s.errors,
+            "safe_frames": s.safe,  # frames answered with a safe picture (bridge/safe_output.py)
+            "model_restarts": self.pipeline.restarts,  # stalled models restarted by the watchdog
+            "safe_output": self.config.safety.safe_output,
             "malformed_packets": self.controller.malformed_packets if self.controller else 0,
+            "rate_limited_packets": self.controller.rate_limited_packets if self.controller else 0,
             "shm_channels": self.channels.names() if self.channels else [],
             "endpoints": dict(self.endpoints),
             "engine": self.pipeline.engine.describe(),
@@ -109,7 +113,6 @@ class Bridge:
     def metrics_text(self) -> str:
         """What ``GET /metrics`` answers: Prometheus text format 0.0.4."""
         return metrics.prometheus_text(self.health(), self.pipeline.stats.timings.histograms())
-
 
     # -- lifecycle ----------------------------------------------------------------------
     async def startup(self) -> None:
@@ -189,6 +192,7 @@ class Bridge:
         # Channel files are named after the OSC port, known only after binding (port 0).
         self.channels = ChannelRegistry(cfg.shm, cfg.security, tag=str(cfg.osc.port))
         self.controller = Controller(cfg, self.pipeline, self.channels, self.router)
+        self.controller.request_shutdown = self.request_exit  # /pose2person/shutdown (token-guarded)
         self.udp = OscUdpServer(cfg.osc.host, cfg.osc.port, self.controller)
         port = await self.udp.async_start()
         self.channels.tag = str(port)

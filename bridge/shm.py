@@ -51,6 +51,7 @@ import re
 import struct
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,12 @@ CHANNEL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _HEADER = struct.Struct("<8sIIIIIIIIIIIIIIQ")  # magic .. write_count (72 bytes)
 _SLOT = struct.Struct("<QqQQ")  # seq, frame_id, timestamp_ns, write_index (32 bytes)
 _U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+_U64_MASK = 2**64 - 1  # seq and write_count are u64 counters: they wrap, they never overflow
+# pread/preadv read a file without touching a mapping of it (POSIX; not on Windows, where a
+# mapped file cannot be truncated anyway, so the mapping is read directly there).
+_HAS_PREAD = hasattr(os, "pread") and hasattr(os, "pwrite")
+_HAS_PREADV = hasattr(os, "preadv")
 _OFF_FLAGS = 60
 _OFF_WRITE_COUNT = 64
 _OFF_NAME = 128
@@ -153,7 +160,10 @@ class Layout:
 def create_channel_file(path: Path, layout: Layout, name: str) -> None:
     """Create (or replace) a zeroed channel file with a valid header. Fixed size, never resized."""
     tmp = path.with_name(path.name + ".creating")
-    with open(tmp, "wb") as fh:
+    # Owner-only (0600): the frames are camera pictures of people; other users of the machine
+    # have no business reading them. Clients run as the same user as the daemon.
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
         fh.truncate(layout.file_size)
         fh.seek(0)
         fh.write(
@@ -202,6 +212,14 @@ class ChannelFile:
 
     One process writes a given file (the client writes ``*.in``, the daemon ``*.out``);
     any number may read. Not thread-safe for concurrent writers.
+
+    Truncation. Channel files are never resized, but a buggy client can truncate one (a
+    ``open(path, "wb")`` by mistake), and touching a mapping past the new end of the file raises
+    SIGBUS, which kills the process: one client could stop the daemon. So the slot headers,
+    seq counters and flags are read and written with ``pread``/``pwrite`` (a short read is an
+    error, not a signal), pixels are copied out with :meth:`read_into` (``preadv``: the kernel
+    copies, and a missing page is an error there too), and what still goes through the mapping
+    (:meth:`view`, :meth:`begin_write`) checks the file's size first, raising ``shm_bad_header``.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, writable: bool) -> None:
@@ -214,8 +232,15 @@ class ChannelFile:
                 raise ShmError("shm_bad_header", f"{self.path.name}: {size} bytes is smaller than a header")
             access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
             self._mm = mmap.mmap(fd, size, access=access)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        # Kept open for pread and the size checks, and closed only when this object goes: another
+        # thread may be inside a pread while close() runs, and a closed descriptor's number could
+        # by then name some other file.
+        self._fd = fd
+        self._closed = False
+        weakref.finalize(self, os.close, fd)
         try:
             self.layout = parse_header(self._mm, size)
         except ShmError:
@@ -231,16 +256,47 @@ class ChannelFile:
         flat = self._buf[start : start + lay.frame_bytes]
         return flat.view(lay.dtype).reshape(lay.height, lay.width, lay.channels)
 
+    def _truncated(self, size: int) -> ShmError:
+        return ShmError("shm_bad_header", f"{self.path.name} was truncated to {size} bytes (its header says "
+                        f"{self.layout.file_size}); channel files are never resized: re-open the channel")
+
+    def check_size(self) -> None:
+        """Raise ShmError("shm_bad_header") if the file is shorter than its layout (someone truncated it).
+
+        Raises ValueError once :meth:`close` ran (as the closed mapping would)."""
+        if self._closed:
+            raise ValueError(f"{self.path.name} is closed")
+        size = os.fstat(self._fd).st_size
+        if size < self.layout.file_size:
+            raise self._truncated(size)
+
+    def _pread(self, n: int, off: int) -> bytes:
+        if self._closed:
+            raise ValueError(f"{self.path.name} is closed")
+        if not _HAS_PREAD:
+            return bytes(self._mm[off : off + n])
+        data = os.pread(self._fd, n, off)
+        if len(data) < n:
+            raise self._truncated(os.fstat(self._fd).st_size)
+        return data
+
+    def _pwrite(self, data: bytes, off: int) -> None:
+        if not _HAS_PREAD:
+            self._mm[off : off + len(data)] = data
+            return
+        self.check_size()  # pwrite past the end would grow the file instead of failing
+        os.pwrite(self._fd, data, off)
+
     def _slot(self, k: int) -> tuple[int, int, int, int]:
-        return _SLOT.unpack_from(self._mm, self.layout.slot_offset(k))
+        return _SLOT.unpack(self._pread(_SLOT.size, self.layout.slot_offset(k)))
 
     @property
     def write_count(self) -> int:
-        return _U64.unpack_from(self._mm, _OFF_WRITE_COUNT)[0]
+        return _U64.unpack(self._pread(8, _OFF_WRITE_COUNT))[0]
 
     @property
     def closed_flag(self) -> bool:
-        return bool(struct.unpack_from("<I", self._mm, _OFF_FLAGS)[0] & FLAG_CLOSED)
+        return bool(_U32.unpack(self._pread(4, _OFF_FLAGS))[0] & FLAG_CLOSED)
 
     # -- writing ------------------------------------------------------------------------
     def begin_write(self) -> tuple[int, np.ndarray]:
@@ -249,12 +305,13 @@ class ChannelFile:
         The slot's seq is odd until :meth:`end_write`. Recovers from a writer that died
         inside a slot (odd seq) by moving to the next odd value.
         """
+        self.check_size()
         k = self.write_count % self.layout.slots
         off = self.layout.slot_offset(k)
-        seq = _U64.unpack_from(self._mm, off)[0]
-        seq = seq + 1 if seq % 2 == 0 else seq + 2
+        seq = _U64.unpack(self._pread(8, off))[0]
+        seq = (seq + 1 if seq % 2 == 0 else seq + 2) & _U64_MASK  # odd: 2**64 - 1 wraps to 1
         _U64.pack_into(self._mm, off, seq)
-        _U64.pack_into(self._mm, off + 8, (-1) & 0xFFFFFFFFFFFFFFFF)  # invalid until done
+        _U64.pack_into(self._mm, off + 8, (-1) & _U64_MASK)  # invalid until done
         return k, self._views[k]
 
     def end_write(self, k: int, frame_id: int, *, publish: bool = True) -> None:
@@ -264,10 +321,11 @@ class ChannelFile:
         source frame turned out torn.
         """
         off = self.layout.slot_offset(k)
-        seq = _U64.unpack_from(self._mm, off)[0]
-        count = self.write_count + 1
+        self.check_size()
+        seq = _U64.unpack(self._pread(8, off))[0]
+        count = (self.write_count + 1) & _U64_MASK
         struct.pack_into("<qQQ", self._mm, off + 8, frame_id if publish else -1, time.time_ns(), count)
-        _U64.pack_into(self._mm, off, seq + 1)
+        _U64.pack_into(self._mm, off, (seq + 1) & _U64_MASK)
         if publish:
             _U64.pack_into(self._mm, _OFF_WRITE_COUNT, count)
 
@@ -283,8 +341,8 @@ class ChannelFile:
 
     def mark_closed(self) -> None:
         """Set the closed/superseded flag so mapped readers know to re-open the channel."""
-        flags = struct.unpack_from("<I", self._mm, _OFF_FLAGS)[0]
-        struct.pack_into("<I", self._mm, _OFF_FLAGS, flags | FLAG_CLOSED)
+        flags = _U32.unpack(self._pread(4, _OFF_FLAGS))[0]
+        self._pwrite(_U32.pack(flags | FLAG_CLOSED), _OFF_FLAGS)
 
     # -- reading ------------------------------------------------------------------------
     def find_slot(self, frame_id: int | None = None) -> tuple[int, int]:
@@ -313,12 +371,34 @@ class ChannelFile:
         return best[1], best[2]
 
     def view(self, k: int) -> np.ndarray:
-        """The slot's pixels, zero-copy. Valid only if :meth:`still_intact` says so afterwards."""
+        """The slot's pixels, zero-copy. Valid only if :meth:`still_intact` says so afterwards.
+
+        A mapping: if the writer truncates the file while the caller reads it, the read raises
+        SIGBUS. Code that must survive any client (the daemon) copies with :meth:`read_into`.
+        """
+        self.check_size()
         return self._views[k]
+
+    def read_into(self, k: int, dest: np.ndarray) -> None:
+        """Copy slot k's pixels into ``dest`` (C-contiguous, the slot's shape and dtype) without
+        touching the mapping: a truncated file raises ShmError("shm_bad_header"), never SIGBUS.
+        Check :meth:`still_intact` afterwards, as for :meth:`view`."""
+        lay = self.layout
+        if dest.shape != self._views[k].shape or dest.dtype != lay.dtype or not dest.flags.c_contiguous:
+            raise ValueError(f"read_into needs a contiguous {self._views[k].shape}/{lay.dtype} array")
+        if not _HAS_PREADV:
+            np.copyto(dest, self.view(k))
+            return
+        if self._closed:
+            raise ValueError(f"{self.path.name} is closed")
+        got = os.preadv(self._fd, [memoryview(dest.reshape(-1).view(np.uint8))],
+                        lay.slot_offset(k) + SLOT_HEADER_SIZE)
+        if got < lay.frame_bytes:
+            raise self._truncated(os.fstat(self._fd).st_size)
 
     def still_intact(self, k: int, seq: int) -> bool:
         """True if slot k has not been touched since ``seq`` was read (the seqlock re-check)."""
-        return _U64.unpack_from(self._mm, self.layout.slot_offset(k))[0] == seq
+        return _U64.unpack(self._pread(8, self.layout.slot_offset(k)))[0] == seq
 
     def read(self, frame_id: int | None = None, retries: int = 3) -> tuple[int, np.ndarray]:
         """Copy out the newest intact frame (or the one with ``frame_id``): (frame_id, pixels)."""
@@ -330,7 +410,8 @@ class ChannelFile:
                 last = exc
                 continue
             fid = self._slot(k)[1]
-            out = self._views[k].copy()
+            out = np.empty_like(self._views[k])
+            self.read_into(k, out)
             if self.still_intact(k, seq):
                 return fid, out
             last = ShmError("shm_torn", f"frame {fid} changed while it was read")
@@ -342,6 +423,7 @@ class ChannelFile:
         return self._slot(k)
 
     def close(self) -> None:
+        """Unmap and close the file (idempotent)."""
         self._views = []
         self._buf = np.empty(0, np.uint8)
         try:
@@ -349,3 +431,4 @@ class ChannelFile:
         except BufferError:
             # A caller still holds a view; the mapping dies with it (as in Java).
             pass
+        self._closed = True  # the descriptor itself is closed when the object goes (see __init__)

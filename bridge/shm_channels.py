@@ -70,6 +70,11 @@ class ChannelRegistry:
                 return current
         elif len(self._channels) >= self._config.max_channels:
             raise ShmError("too_many_channels", f"at most {self._config.max_channels} channels may be open")
+        in_use = sum(2 * c.layout.file_size for n, c in self._channels.items() if n != name)
+        if in_use + 2 * layout.file_size > self._config.max_bytes:
+            raise ShmError("too_many_channels", f"a {width}x{height} {fmt} channel needs "
+                           f"{2 * layout.file_size >> 20} MiB; {in_use >> 20} of the "
+                           f"{self._config.max_bytes >> 20} MiB shared-memory budget are in use")
         stem = f"pose2person-{self.tag}-{name}-g{layout.generation}"
         paths = self._config.directory / f"{stem}.in", self._config.directory / f"{stem}.out"
         try:

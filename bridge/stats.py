@@ -23,6 +23,7 @@ class StatsSnapshot:
     processed: int
     dropped: int
     errors: int
+    safe: int = 0  # frames answered with a safe picture instead of the model's
 
 
 class PipelineStats:
@@ -37,6 +38,7 @@ class PipelineStats:
         self.processed = 0
         self.dropped = 0
         self.errors = 0
+        self.safe = 0
         self.timings = metrics.StageTimings()  # per-stage latency (bridge/metrics.py)
 
     def frame_started(self, received_ns: int) -> None:
@@ -56,6 +58,10 @@ class PipelineStats:
         with self._lock:
             self.errors += 1
 
+    def count_safe(self) -> None:
+        with self._lock:
+            self.safe += 1
+
     def count_processed(self, latency_ms: float) -> None:
         with self._lock:
             self.processed += 1
@@ -65,7 +71,6 @@ class PipelineStats:
         if frame is not None:
             frame["total"] = latency_ms
             self.timings.add_frame(frame)
-
 
     @property
     def uptime_s(self) -> float:
@@ -80,4 +85,4 @@ class PipelineStats:
             fps = recent / max(min(FPS_WINDOW_S, now - self._started), 1e-3)
             mean = sum(lat) / len(lat) if lat else 0.0
             p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))] if lat else 0.0
-            return StatsSnapshot(fps, mean, p95, self.received, self.processed, self.dropped, self.errors)
+            return StatsSnapshot(fps, mean, p95, self.received, self.processed, self.dropped, self.errors, self.safe)

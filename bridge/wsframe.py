@@ -134,7 +134,7 @@ class WsFrameJob(FrameJob):
         assert self.header is not None
         head = self.header
         image = frame_pixels(self.message, head)
-        result = run_stage(stage, image, head.format, head.origin, self.frame_id)
+        result = run_stage(stage, image, head.format, head.origin, self.frame_id, self.safe)
         self.tap = TapFrames(image, result, head.format, head.origin)
         self.latency_ms = elapsed_ms(self.received_ns)
         return pack_frame(KIND_RESULT, head.format, head.origin, self.frame_id, result, self.latency_ms)

@@ -77,6 +77,12 @@ class LocalEngine:
         self._resident.put(spec, stage)
         return stage
 
+    async def async_reload(self, spec: str) -> Stage:
+        """A fresh instance of ``spec`` (after a stall: the old one may be stuck in a frame)."""
+        stage = await asyncio.get_running_loop().run_in_executor(self._loader, self.catalog.load, spec)
+        self._resident.put(spec, stage)
+        return stage
+
     def resident_models(self) -> list[str]:
         return self._resident.names()
 

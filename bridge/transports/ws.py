@@ -217,6 +217,7 @@ class WebRoutes:
             self._refuse(peer, exc)
             return
         job = WsFrameJob(peer.key, header.frame_id, received, peer.reply, message=data, header=header)
+        self._controller.attach_safe(job, peer.key)
         overtaken = self._pipeline.submit(job)
         if overtaken is not None:
             overtaken.reply(encode_message(protocol.FRAME_DROPPED, overtaken.frame_id, job.frame_id))
