@@ -46,8 +46,11 @@ frame intervals, zero dropped-by-swap and zero black frames over 100 switches.
 
 **End to end** (``--e2e``): the demo model and keypoint input, ``--e2e-clients`` (4) clients each with
 one frame in flight (the next frame goes when the answer is in, at most ``--e2e-fps`` per client),
-for ``--e2e-seconds``; the same with 1 client first as the baseline. Target: every client at 15 fps
-or more with p95 latency under 100 ms (round trip as the client sees it).
+for ``--e2e-seconds``; the same with 1 client first as the baseline, and the 4 clients again unpaced
+(as fast as the answers come). Target: every client at 15 fps or more with p95 latency under 100 ms
+(round trip as the client sees it: keypoint message sent to picture copied out of the ring). A
+client paced at exactly 15 fps can reach only 15 x (1 - one frame's share of the run), so in the
+paced run 99 % of the pace counts as met; the unpaced run must reach 15 outright.
 
 Progress goes to stderr, markdown tables to stdout, ``--json FILE`` writes every number.
 """
@@ -85,6 +88,8 @@ FRAME_ID_WRAP = 1 << 24
 DRAIN_S = 5.0
 BLACK_MAX = 8  # a result with every value <= this (of 255) is black
 BLANK_SPREAD = 1  # a result whose values all lie within this of their mean is blank (uniform)
+TARGET_FPS = 15.0  # end to end, per client (the issue's target)
+TARGET_P95_MS = 100.0  # end to end, round trip as the client sees it
 
 
 def log(message: str) -> None:
@@ -227,6 +232,7 @@ class Client(threading.Thread):
             fid = int(a[1])
             phase = self.pending.pop(fid, None)
             if phase is None:
+                self._duplicate()
                 return
             now = time.monotonic()
             black = blank = unverified = 0
@@ -253,6 +259,7 @@ class Client(threading.Thread):
             fid, newer = int(a[0]), int(a[1])
             phase = self.pending.pop(fid, None)
             if phase is None:
+                self._duplicate()
                 return
             with self.lock:
                 for t in (self.tallies.setdefault(phase, Tally()), self.window):
@@ -271,6 +278,12 @@ class Client(threading.Thread):
             with self.lock:
                 for t in (self.tallies.setdefault(phase, Tally()), self.window):
                     t.errors[code] = t.errors.get(code, 0) + 1
+
+    def _duplicate(self) -> None:
+        """An answer for a frame that was answered already (or never sent): a defect, counted as an error."""
+        with self.lock:
+            for t in (self.tally(), self.window):
+                t.errors["answered_twice"] = t.errors.get("answered_twice", 0) + 1
 
     def take_window(self) -> Tally:
         with self.lock:
@@ -364,6 +377,7 @@ class SoakReport:
     client_failures: list[str]
     daemon_alive: bool
     targets: dict[str, bool]
+    stages: dict[str, tuple[float, float, float, int]] = field(default_factory=dict)  # the daemon's, at the end
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -443,10 +457,13 @@ def run_soak(opts: SoakOptions) -> SoakReport:
         for c in clients:
             c.join(DRAIN_S + 5.0)
         final = proc_figures(pid)
+        stages = stage_figures(monitor)
         monitor.close()
         alive = daemon.proc.poll() is None
         assert warm_figures is not None, "the soak ended before its warm-up did"
-        return _report(opts, samples, clients, swap_times, warm_figures, final, alive, t0, steady_end, end)
+        report = _report(opts, samples, clients, swap_times, warm_figures, final, alive, t0, steady_end, end)
+        report.stages = stages
+        return report
     finally:
         stop.set()
         for c in clients:
@@ -546,6 +563,10 @@ def print_soak(report: SoakReport) -> None:
           f"{report.threads_warm} -> max {report.threads_max}; frame age p95 at most {report.frame_age_p95_max:.2f} "
           f"intervals; {report.swaps_done} switches (p50 {report.swap_ms_p50:.1f} ms, max {report.swap_ms_max:.1f} ms "
           f"until /model/ready); dropped by swap {report.dropped_by_swap}; black frames {report.black_frames}.")
+    if report.stages:
+        print("\nThe daemon's stage figures at the end (last 1,024 frames; ms): "
+              + "; ".join(f"{k} p50 {v[0]:.1f} / p95 {v[1]:.1f} / p99 {v[2]:.1f} ({v[3]} frames)"
+                          for k, v in report.stages.items()) + ".")
     if report.client_failures:
         print(f"\nclient failures: {report.client_failures}")
     print("\n| target | met |\n|---|---|")
@@ -631,9 +652,12 @@ def run_e2e(clients: int, fps: float, seconds: float, size: int, extra_args: tup
     lats = [x for v in out.values() for x in v["lats"]]
     per_client = [out[i]["fps"] for i in sorted(out)]
     p95 = _pct(rts, 95)
+    # A client paced at 15 fps reaches 15 x (1 - one frame's share of the run) at best: it met the pace
+    # when it got 99 % of it; an unpaced client must get 15 fps or more outright.
+    need = TARGET_FPS * 0.99 if 0 < fps <= TARGET_FPS else TARGET_FPS
     return E2EFigures(clients, seconds, per_client, sum(per_client), _pct(rts, 50), p95, _pct(lats, 50),
                       _pct(lats, 95), sum(v["dropped"] for v in out.values()), sum(v["errors"] for v in out.values()),
-                      stages, len(per_client) == clients and min(per_client) >= 15.0 and p95 < 100.0)
+                      stages, len(per_client) == clients and min(per_client) >= need and p95 < TARGET_P95_MS)
 
 
 def print_e2e(rows: list[tuple[str, E2EFigures]]) -> None:

@@ -48,7 +48,7 @@ MAX_ENTRIES = 5_000_000
 DEFAULT_MAX_BYTES = 4 * 1024**3  # per recording: about 55 min of 640x480 BGRA8 at 30 fps is 100 GiB, so
 # frame recordings are meant for short rehearsal takes; keypoints are ~1 KiB per message
 MAX_QUEUED_BYTES = 256 * 1024**2  # waiting for the writer thread, all recordings together
-CLOSE_TIMEOUT_S = 1.0  # at shutdown, the writer gets this long to finish (its files stay valid either way)
+CLOSE_TIMEOUT_S = 0.5  # at shutdown, the writer gets this long to finish (its files stay valid either way)
 
 def source_matcher(source: str, owner: Hashable) -> Callable[[Hashable], bool]:
     """Which mailbox keys a recording with this ``source`` covers (see the module docstring).

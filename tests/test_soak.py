@@ -31,3 +31,5 @@ def test_soak_with_hot_swaps(capsys) -> None:  # type: ignore[no-untyped-def]
     assert report.dropped_by_swap == 0 and report.black_frames == 0
     assert report.fds_max <= report.fds_warm and report.threads_max <= report.threads_warm
     assert report.rss_growth_pct < 5.0
+    # the daemon timed every stage of these frames (keypoints: pose + generator; shm frames: input + stage)
+    assert {"queue", "input", "pose", "generator", "stage", "publish", "total"} <= set(report.stages)
