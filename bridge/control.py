@@ -341,6 +341,10 @@ class Controller:
     def _keypoints(self, peer: Peer, args: _Args) -> None:
         received = time.perf_counter_ns()
         frame = parse_keypoint_args(args.values)  # ClientError bad_keypoints / bad_dimensions
+        max_pixels = self._config.security.max_pixels
+        if frame.width * frame.height > max_pixels:  # the picture is drawn at this size: refuse it first
+            raise ClientError("image_too_large", f"keypoint frame {frame.width}x{frame.height} exceeds the "
+                              f"{max_pixels}-pixel limit (--max-pixels)", frame.frame_id)
         self.recorder.keypoints(peer.key, args.signature, args.values)  # a no-op unless recording
         target = self._keypoint_targets.get(peer.key)
         if target is None:

@@ -284,7 +284,11 @@ class ChannelFile:
         if not _HAS_PREAD:
             self._mm[off : off + len(data)] = data
             return
-        self.check_size()  # pwrite past the end would grow the file instead of failing
+        if self._closed:
+            raise ValueError(f"{self.path.name} is closed")
+        size = os.fstat(self._fd).st_size
+        if size < off + len(data):  # pwrite past the end would grow the file instead of failing
+            raise self._truncated(size)
         os.pwrite(self._fd, data, off)
 
     def _slot(self, k: int) -> tuple[int, int, int, int]:
@@ -340,9 +344,15 @@ class ChannelFile:
         return k
 
     def mark_closed(self) -> None:
-        """Set the closed/superseded flag so mapped readers know to re-open the channel."""
-        flags = _U32.unpack(self._pread(4, _OFF_FLAGS))[0]
-        self._pwrite(_U32.pack(flags | FLAG_CLOSED), _OFF_FLAGS)
+        """Set the closed/superseded flag so mapped readers know to re-open the channel.
+
+        A file truncated below its header has no flag to set: then nothing happens (closing
+        such a channel must still work)."""
+        try:
+            flags = _U32.unpack(self._pread(4, _OFF_FLAGS))[0]
+            self._pwrite(_U32.pack(flags | FLAG_CLOSED), _OFF_FLAGS)
+        except ShmError:
+            pass
 
     # -- reading ------------------------------------------------------------------------
     def find_slot(self, frame_id: int | None = None) -> tuple[int, int]:
