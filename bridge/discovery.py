@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from zeroconf import Error as ZeroconfError
-from zeroconf import IPVersion, InterfaceChoice, ServiceStateChange, Zeroconf
+from zeroconf import DNSQuestionType, IPVersion, InterfaceChoice, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from .config import DiscoveryConfig
@@ -39,6 +39,8 @@ TXT_VERSION = "1"
 STOP_TIMEOUT_S = 1.5  # async_stop: unregister (goodbye packets) + close, all of it
 RESOLVE_TIMEOUT_MS = 1500  # one service's SRV/TXT/A lookup while browsing
 RESOLVE_GRACE_S = 0.5  # after the browse window, how long pending lookups may still finish
+CONFLICT_CHECK_MS = 600  # how long to wait for another service that already answers to our instance name
+MAX_RENAMES = 20  # "name (2)" .. "name (20)"; beyond that advertising fails with TransportError
 
 _UNSPECIFIED = ("0.0.0.0", "::", "")
 
@@ -139,8 +141,10 @@ class Advertiser:
 
     Contract: ``async_start`` returns after both records are probed and announced (about 2-3 s),
     raising :class:`TransportError` if zeroconf cannot open its sockets or refuses the name
-    (an instance name is at most 63 bytes). On a name conflict the
-    instance is renamed by zeroconf (``name-2``) rather than failing; the INFO lines show the final name. ``async_stop``
+    (an instance name is at most 63 bytes). On a name conflict (another bridge, or any service,
+    already answers to the instance name under one of the two types) the instance is renamed
+    ``name (2)``, ``name (3)``, ... (the DNS-SD convention) rather than failing, with a warning;
+    the INFO lines show the final name. ``async_stop``
     withdraws the records (goodbye packets) and closes zeroconf within ~1.5 s; it never raises.
     When there is no usable address (only the IPv6 loopback ``::1``), ``async_start`` logs a
     warning and advertises nothing.
@@ -189,6 +193,10 @@ class Advertiser:
         self._azc = azc
         server = _server_name()
         try:
+            wanted, name = name, await _async_free_name(azc, name, [type_ for type_, _ in services])
+            if name != wanted:
+                log.warning("zeroconf: the name %r is taken (another bridge with the same --name?); advertising "
+                            "as %r", wanted, name)
             # Register both first, then wait for both probe+announce sequences together (~2 s, not ~4 s).
             waiters = []
             for type_, port in services:
@@ -228,6 +236,31 @@ class Advertiser:
             log.exception("zeroconf: withdrawal failed")
         else:
             log.debug("zeroconf: withdrawn")
+
+
+async def _async_taken(azc: AsyncZeroconf, type_: str, instance: str) -> bool:
+    """True when some responder answers for ``instance`` under ``type_`` within CONFLICT_CHECK_MS.
+
+    Multicast answers (QM): a unicast answer to port 5353 reaches only one of the sockets that share
+    it on this host (SO_REUSEPORT), quite possibly not ours."""
+    info = AsyncServiceInfo(type_, f"{instance}.{type_}")
+    return await info.async_request(azc.zeroconf, CONFLICT_CHECK_MS, question_type=DNSQuestionType.QM)
+
+
+async def _async_free_name(azc: AsyncZeroconf, name: str, types: Sequence[str]) -> str:
+    """``name``, or the first of ``name (2)``, ``name (3)``, ... that nobody answers for.
+
+    zeroconf's own probing (``allow_name_change``) does not notice a second bridge with the same
+    name: it looks in its cache for a PTR record naming the instance, and the other bridge's answers
+    to the probe are SRV/TXT/address records, so both would advertise one name and browsers would
+    list one of them. So the name is resolved first, as a browser would, under every type.
+    """
+    for n in range(1, MAX_RENAMES + 1):
+        candidate = name if n == 1 else f"{name} ({n})"
+        taken = await asyncio.gather(*(_async_taken(azc, type_, candidate) for type_ in types))
+        if not any(taken):
+            return candidate
+    raise TransportError(f"zeroconf: {name!r} and {MAX_RENAMES - 1} renamed variants are all taken")
 
 
 class NullAdvertiser:

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -68,8 +68,10 @@ class RunningBridge:
 
 
 def start_bridge(tmp_path: Path, *extra: str, zeroconf: bool = False, http: bool = False,
-                 timeout: float = 20.0) -> RunningBridge:
-    """Start a daemon on free ports, with its own allow-root and shm dir under ``tmp_path``."""
+                 timeout: float = 20.0, preexec_fn: Callable[[], None] | None = None) -> RunningBridge:
+    """Start a daemon on free ports, with its own allow-root and shm dir under ``tmp_path``.
+
+    ``preexec_fn`` runs in the child before exec (fault tests set resource limits there)."""
     root = tmp_path / "root"
     shm_dir = tmp_path / "shm"
     root.mkdir(exist_ok=True)
@@ -82,6 +84,7 @@ def start_bridge(tmp_path: Path, *extra: str, zeroconf: bool = False, http: bool
         cmd += ["--model", "passthrough"]  # fast to start; the demo model's own tests ask for it
     cmd += list(extra)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            preexec_fn=preexec_fn,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines: list[str] = []
     ready = threading.Event()
