@@ -29,7 +29,7 @@ from .monitor import TapFrames
 from .osc import encode_message
 from .pixels import convert
 from .safe_output import MODEL_FAILURES
-from .shm import ORIGIN_BOTTOM_LEFT
+from .shm import ORIGIN_BOTTOM_LEFT, ShmError
 from .shm_channels import Channel
 from .stages import Stage
 
@@ -104,7 +104,10 @@ class KeypointJob(FrameJob):
             if (result.shape[1], result.shape[0]) != size:  # the message's frame size differs from the channel's
                 result = cv2.resize(result, size, interpolation=cv2.INTER_LINEAR)
             pixels = convert(result, "RGB8", ch.layout.format, flip_rows=ch.layout.origin == ORIGIN_BOTTOM_LEFT)
-            out_k, slot = ch.output.begin_write()
+            try:
+                out_k, slot = ch.output.begin_write()
+            except ShmError as exc:  # e.g. the client truncated its output file: this frame's error
+                raise ClientError(exc.code, exc.message, self.frame_id) from None
             published = False
             try:
                 np.copyto(slot, pixels)

@@ -179,6 +179,22 @@ def test_truncated_channel_file_is_an_error_not_sigbus(daemon: RunningBridge, wh
     _healthy(daemon)
 
 
+def test_keypoints_into_a_truncated_output_file(daemon: RunningBridge) -> None:
+    """Found with the truncation fix: a keypoint picture for a channel whose ``.out`` file was cut
+    short was answered ``internal`` (the shm error escaped the job) instead of the shm code."""
+    with _client(daemon) as client:
+        session = client.open_shm("kp-trunc", 16, 12, "RGB8")
+        client.request(f"{P}/keypoints/target", ("kp-trunc",), f"{P}/keypoints/target")
+        with open(session.output.path, "r+b") as fh:
+            fh.truncate(200)
+        client.send(f"{P}/keypoints", "coco17", 8, 16, 12, *([0.5, 0.5, 1.0] * 17))
+        reply = client.wait_for(lambda m: m.address == f"{P}/error", 10)
+        assert reply.args[:2] == (8, "shm_bad_header"), reply
+        client.request(f"{P}/shm/close", ("kp-trunc",), f"{P}/shm/closed")
+        session.close()
+    _healthy(daemon)
+
+
 def test_wrapped_seq_counters_in_the_output_file(daemon: RunningBridge) -> None:
     """Found by the fuzzer: an output slot whose seq (or the write count) a client had set to
     2**64 - 1 made the daemon's writer overflow the u64 (``struct.error``: answered ``internal``)."""
