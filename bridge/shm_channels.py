@@ -37,6 +37,20 @@ class Channel:
         return self.output.path
 
 
+def _usable(channel: Channel) -> bool:
+    """False when the client broke its channel's files (set the closed flag, truncated or deleted
+    them): re-opening it with the same geometry then makes a new generation instead of handing
+    back the broken files, so a client can always recover by re-opening."""
+    try:
+        for f in (channel.input, channel.output):
+            f.check_size()
+            if f.closed_flag or not f.path.exists():
+                return False
+    except (ShmError, ValueError, OSError):
+        return False
+    return True
+
+
 class ChannelRegistry:
     """Bounded set of open channels, keyed by name."""
 
@@ -66,7 +80,8 @@ class ChannelRegistry:
         layout.validate(self._security.max_pixels)
         if current is not None:
             same = current.layout
-            if (same.width, same.height, same.format, same.origin) == (width, height, fmt, origin):
+            if (same.width, same.height, same.format, same.origin) == (width, height, fmt, origin) \
+                    and _usable(current):
                 return current
         elif len(self._channels) >= self._config.max_channels:
             raise ShmError("too_many_channels", f"at most {self._config.max_channels} channels may be open")

@@ -242,3 +242,32 @@ def test_keypoint_frames_obey_max_pixels(daemon: RunningBridge) -> None:
         done = client.wait_for(lambda m: m.address == f"{P}/frame/done", 10)
         assert done.args[0] == 6 and done.args[2:4] == (64, 48)
     _healthy(daemon)
+
+
+@pytest.mark.parametrize("damage", ["closed flag", "truncated", "deleted"])
+def test_reopening_a_channel_the_client_broke_gives_fresh_files(daemon: RunningBridge, damage: str) -> None:
+    """Found by the fuzzer: after a client set its channel's closed flag (or truncated or deleted a
+    file), re-opening with the same geometry handed back the same broken files, so every later
+    frame was refused until the client thought of closing the channel first."""
+    with _client(daemon) as client:
+        session = client.open_shm("broken", 16, 12, "BGRA8")
+        path = Path(session.input.path)
+        if damage == "closed flag":
+            with open(path, "r+b") as fh:
+                fh.seek(60)
+                fh.write(struct.pack("<I", 1))
+        elif damage == "truncated":
+            with open(path, "r+b") as fh:
+                fh.truncate(256)
+        else:
+            path.unlink()
+        session.close()
+        fresh = client.open_shm("broken", 16, 12, "BGRA8")
+        assert Path(fresh.input.path) != path and not path.exists()
+        pixels, _ = client.process_shm(fresh, _frame(20), 1)
+        assert np.array_equal(pixels, _inverted(20))
+        again = client.open_shm("broken", 16, 12, "BGRA8")  # an intact channel is still handed back as is
+        assert again.input.path == fresh.input.path
+        again.close()
+        client.close_shm(fresh)
+    _healthy(daemon)
