@@ -271,3 +271,26 @@ def test_reopening_a_channel_the_client_broke_gives_fresh_files(daemon: RunningB
         again.close()
         client.close_shm(fresh)
     _healthy(daemon)
+
+
+def test_refused_hosts_get_silence(tmp_path: Path) -> None:
+    """Where the protocol documents silence (a host outside --allow-client), fuzzed packets over UDP
+    and TCP get no answer at all, not even errors, and the daemon stays up."""
+    running = start_bridge(tmp_path, "--model", "invert", "--allow-client", "10.0.0.0/8")
+    try:
+        udp = fuzz.UdpLink(running.osc_port)
+        tcp = fuzz.TcpLink(running.osc_port, slip=False)
+        sent = fuzz.drive(fuzz.packet_strategy(str(running.root)), 300, 3,
+                          lambda case: (udp.send(case.packet) if len(case.packet) <= fuzz.UDP_MAX else None,
+                                        tcp.send(case.packet) if len(case.packet) <= fuzz.TCP_MAX else None))
+        assert sent == 300
+        assert udp.recv(1.0) is None
+        try:
+            assert tcp.recv(0.5) is None
+        except fuzz.Closed:
+            pass  # the bridge may close a refused stream; it must not answer on it
+        udp.close()
+        tcp.close()
+        assert running.alive() and "refused by --allow-client" in running.log_text()
+    finally:
+        running.stop()
