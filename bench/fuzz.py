@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import mmap
 import os
 import re
 import select
@@ -352,6 +351,8 @@ class Closed(Exception):
 
 
 class UdpLink:
+    """OSC over UDP from one socket of its own (replies come back to it)."""
+
     name = "udp"
 
     def __init__(self, port: int) -> None:
@@ -899,7 +900,7 @@ class Harness:
                 yield Case(b"\xc0" + body.replace(b"\xc0", b"") + b"\xdb\x01\xc0", "framing"), "tcp-slip"
             elif pick == 2:
                 yield Case(b"a text message", "ws-text", None, text=True), "ws"
-            else:  # a ping split over several TCP segments
+            else:  # a well-framed ping on a fresh connection
                 framed = slip_encode(ping) if pick == 3 else struct.pack(">i", len(ping)) + ping
                 yield Case(framed, "framing"), "tcp-slip" if pick == 3 else "tcp-len"
 

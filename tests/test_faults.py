@@ -25,7 +25,6 @@ import textwrap
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -33,7 +32,6 @@ from PIL import Image
 
 from bridge.client import BridgeClient, RemoteError
 from bridge.osc import OscMessage
-from bridge.shm import ChannelFile
 
 from conftest import REPO, RunningBridge, start_bridge
 
