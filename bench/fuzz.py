@@ -978,6 +978,7 @@ class ShmFuzzer:
         pristine = {p: p.read_bytes()[:256] for p in (in_path, out_path)}
         sizes = {p: p.stat().st_size for p in (in_path, out_path)}
         truncated = False
+        os.chmod(out_path, 0o600)  # the bridge makes .out read-only on disk; a hostile client can undo that
         with open(in_path, "r+b") as fin, open(out_path, "r+b") as fout:
             for _ in range(int(rng.integers(1, 4))):
                 fh = fin if rng.random() < 0.7 else fout

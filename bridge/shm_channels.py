@@ -10,6 +10,7 @@ event-loop thread; the worker thread only reads :class:`Channel` objects it was 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,10 @@ class ChannelRegistry:
             for path in paths:
                 create_channel_file(path, layout, name)
             channel = Channel(name, layout, ChannelFile(paths[0], writable=True), ChannelFile(paths[1], writable=True))
+            # The client only reads the .out file: read-only on disk (the daemon's own mapping and
+            # descriptor stay writable), so a client that opens it for writing by mistake, and could
+            # truncate it under a frame in progress, is refused by the OS instead.
+            os.chmod(paths[1], 0o400)
         except OSError as exc:
             for path in paths:
                 path.unlink(missing_ok=True)

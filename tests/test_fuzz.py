@@ -8,6 +8,7 @@ The bench run (docs/BENCHMARKS.md, "Fuzzing and fault injection") uses the same 
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 from pathlib import Path
@@ -161,6 +162,7 @@ def test_truncated_channel_file_is_an_error_not_sigbus(daemon: RunningBridge, wh
         session = client.open_shm(f"trunc-{which}", 16, 12, "BGRA8")
         client.process_shm(session, _frame(3), 1)
         path = session.input.path if which == "in" else session.output.path
+        os.chmod(path, 0o600)  # .out is read-only on disk: a client must mean it (root need not)
         with open(path, "r+b") as fh:  # what open(path, "wb") does, and a little header left
             fh.truncate(300)
         session.input.close()
@@ -185,6 +187,7 @@ def test_keypoints_into_a_truncated_output_file(daemon: RunningBridge) -> None:
     with _client(daemon) as client:
         session = client.open_shm("kp-trunc", 16, 12, "RGB8")
         client.request(f"{P}/keypoints/target", ("kp-trunc",), f"{P}/keypoints/target")
+        os.chmod(session.output.path, 0o600)
         with open(session.output.path, "r+b") as fh:
             fh.truncate(200)
         client.send(f"{P}/keypoints", "coco17", 8, 16, 12, *([0.5, 0.5, 1.0] * 17))
@@ -202,6 +205,8 @@ def test_wrapped_seq_counters_in_the_output_file(daemon: RunningBridge) -> None:
         session = client.open_shm("wrap", 16, 12, "BGRA8")
         out_path = session.output.path
         stride = session.output.layout.slot_stride
+        assert out_path.stat().st_mode & 0o777 == 0o400  # read-only for clients ...
+        os.chmod(out_path, 0o600)  # ... unless one insists
         with open(out_path, "r+b") as fh:
             fh.seek(64)
             fh.write(struct.pack("<Q", 2**64 - 1))  # write_count: the next slot is (2**64 - 1) % 3 = 0
