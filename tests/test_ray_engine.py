@@ -476,5 +476,45 @@ def test_deployment_options_follow_the_flags() -> None:
     cfg = deployment._deployment_config
     assert cfg.user_config == {"model": "invert"} and cfg.max_ongoing_requests == 1
     assert cfg.autoscaling_config.min_replicas == 1 and cfg.autoscaling_config.max_replicas == 3
+    assert cfg.autoscaling_config.initial_replicas == 2 and cfg.autoscaling_config.upscale_delay_s == 5.0
     assert deployment.ray_actor_options["num_gpus"] == 0.5 and deployment.ray_actor_options["num_cpus"] == 2.0
     assert deployment.version.startswith("pose2person-")  # pinned: a model switch reconfigures in place
+
+
+def test_autoscaling_adds_a_replica_under_load(cluster: str, tmp_path: Path) -> None:
+    """--min-replicas 1 --max-replicas 2: three clients on a 200 ms model make Serve start a second
+    replica, which then takes frames (a second bridge, its own Serve application on the cluster)."""
+    bridge = start_bridge(tmp_path, "--engine", "ray", "--ray-address", cluster, "--ray-app", "autoscaled",
+                          "--replicas", "1", "--min-replicas", "1", "--max-replicas", "2", "--cpus-per-replica", "0.5",
+                          "--model", "throttle:200", http=True, timeout=RAY_START_TIMEOUT_S)
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def client_run(c: int) -> None:
+        client = bridge.client(timeout=30)
+        session = client.open_shm(f"a{c}", 32, 24, "BGRA8")
+        try:
+            i = 0
+            while not stop.is_set() and i < 1000:
+                client.process_shm(session, frame(24, 32, i), i, timeout=30)
+                i += 1
+        except Exception as exc:
+            errors.append(repr(exc))
+        finally:
+            client.close_shm(session)
+            client.close()
+
+    threads = [threading.Thread(target=client_run, args=(c,)) for c in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        def two_working() -> bool:
+            engine = health(bridge)["engine"]
+            return sum(v["frames"] > 0 for v in engine["replicas"].values()) == 2
+        assert wait_until(two_working, 120, 0.5), health(bridge)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+        assert bridge.stop(timeout=60) == 0, bridge.log_text()
+    assert not errors, errors

@@ -59,11 +59,17 @@ HEALTH_CHECK_PERIOD_S = 2.0  # how often Serve checks each replica: bounds how s
 HEALTH_CHECK_TIMEOUT_S = 30.0
 GRACEFUL_SHUTDOWN_S = 2.0  # a replica being stopped gets this long to finish its frame
 STATUS_POLL_S = 1.0  # the front end's view of the deployment (replica states) for /health
+POLLER_JOIN_S = 5.0  # at shutdown, the status poller's last call gets this long
 STOP_WAIT_S = 15.0  # at shutdown, the daemon waits this long for Ray to stop (process exit waits the rest)
 MAX_REPLICA_ROWS = 64  # replicas remembered for /health (old ones go first)
+AUTOSCALE_UP_DELAY_S = 5.0  # sustained demand this long adds replicas
+AUTOSCALE_DOWN_DELAY_S = 120.0  # sustained idleness this long removes them
+AUTOSCALE_LOOK_BACK_S = 5.0  # window the demand is averaged over
+AUTOSCALE_METRICS_S = 1.0  # how often the handle and replicas report it
 # Ray's switch for "this machine only": node addresses become 127.0.0.1 instead of the host's
 # network address, so a private cluster's traffic never leaves loopback. Read when Ray is imported.
 LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+NO_AUTO_INIT_ENV = "RAY_ENABLE_AUTO_CONNECT"  # "0": Ray's API never calls ray.init() by itself
 
 
 def _ray_system_errors() -> tuple[type[BaseException], ...]:
@@ -202,6 +208,7 @@ class RemoteStage:
     def process(self, image: np.ndarray, fmt: str) -> np.ndarray:
         import ray
 
+        self._engine.check_running(self)  # ray.put would start a new local cluster once Ray is down
         ref = ray.put(image)  # the object store: the replica maps it (same node) or Ray ships it once
         return self._engine.call(self, "process", ref, fmt)
 
@@ -267,6 +274,10 @@ class RayEngine:
         cfg = self.config
         if not cfg.ray_address:
             os.environ.setdefault(LOOPBACK_ONLY_ENV, "0")  # before the first `import ray`
+        # Ray's API calls ray.init() by itself when Ray is down; Serve's handle threads still poll
+        # for a moment after ray.shutdown(), and would start a fresh local cluster in a daemon that
+        # is stopping. This daemon always connects explicitly.
+        os.environ.setdefault(NO_AUTO_INIT_ENV, "0")
         try:
             import ray
             from ray import serve
@@ -311,9 +322,18 @@ class RayEngine:
         import ray
         from ray import serve
 
+        # The status poller first: Serve's API calls ray.init() by itself when Ray is down, and a
+        # status call racing ray.shutdown() would start a fresh local cluster.
+        if self._poller is not None:
+            self._poller.join(POLLER_JOIN_S)
         if not ray.is_initialized():
             return
         started = time.perf_counter()
+        try:
+            if self._handle is not None:
+                self._handle.shutdown()  # the handle's router threads: metrics pushes, long polls
+        except Exception:
+            log.debug("ray engine: closing the Serve handle failed", exc_info=True)
         try:
             if not self._owns_cluster and self._handle is not None:
                 serve.delete(self.config.ray_app)  # a shared cluster: remove only our application
@@ -369,8 +389,15 @@ class RayEngine:
             "max_constructor_retry_count": 2,  # a model that cannot load fails the deployment soon
         }
         if c.min_replicas is not None:
+            # Serve scales on frames running plus frames waiting at the handle (the front end keeps
+            # up to --max-replicas in flight, so demand beyond the replicas shows there). Up soon:
+            # an audience arrived; down slowly: a pause in the show should not cost a cold start.
             options["autoscaling_config"] = {"min_replicas": c.min_replicas, "max_replicas": c.max_replicas,
-                                             "initial_replicas": c.replicas, "target_ongoing_requests": 1.0}
+                                             "initial_replicas": c.replicas, "target_ongoing_requests": 1.0,
+                                             "upscale_delay_s": AUTOSCALE_UP_DELAY_S,
+                                             "downscale_delay_s": AUTOSCALE_DOWN_DELAY_S,
+                                             "look_back_period_s": AUTOSCALE_LOOK_BACK_S,
+                                             "metrics_interval_s": AUTOSCALE_METRICS_S}
         else:
             options["num_replicas"] = c.replicas
         deployment = serve.deployment(StageReplica, name=DEPLOYMENT_NAME).options(**options)
@@ -394,6 +421,7 @@ class RayEngine:
         """One remote frame; blocks the calling worker only. Raises ClientError (frame id filled in
         by the pipeline) for a lost replica or a model error."""
         handle = self._handle
+        self.check_running(stage)
         try:
             response = getattr(handle, method).remote(stage.spec, *args)
             result, info, error = response.result(timeout_s=FRAME_TIMEOUT_S)
@@ -409,6 +437,12 @@ class RayEngine:
             raise ClientError(str(code), str(message))
         return result
 
+    def check_running(self, stage: RemoteStage) -> None:
+        """Raise ClientError once teardown began: Ray's API calls ``ray.init()`` by itself when Ray is
+        down, which would start a fresh local cluster in a daemon that is stopping."""
+        if self._stopping.is_set():
+            raise ClientError("replica_lost", f"{stage.name}: the bridge is shutting down")
+
     def _note(self, info: dict[str, Any]) -> None:
         with self._lock:
             row = self._replicas.pop(info["id"], {})
@@ -419,10 +453,13 @@ class RayEngine:
                 self._replicas.pop(next(iter(self._replicas)))
 
     def _poll_status(self) -> None:
+        import ray
         from ray import serve
 
         while not self._stopping.wait(STATUS_POLL_S):
             try:
+                if not ray.is_initialized():
+                    return
                 app = serve.status().applications.get(self.config.ray_app)
                 dep = app.deployments.get(DEPLOYMENT_NAME) if app is not None else None
                 state = {"status": str(getattr(dep.status, "value", dep.status)),
