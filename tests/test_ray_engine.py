@@ -54,9 +54,11 @@ import psutil  # noqa: E402  (the daemons import Ray; the tests only look at pro
 P = "/pose2person"
 # Loopback only (node addresses 127.0.0.1, not the host's network address) and Ray's token
 # authentication with a token made for this module (nothing written to ~/.ray), for the head and
-# for every daemon started here; the head drains for 2 s, not 30, when the module ends.
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+# for every daemon started here (which turn token mode on by themselves when they have a token);
+# the head drains for 2 s, not 30, when the module ends.
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_TOKEN": secrets.token_hex(32),
            "RAY_USAGE_STATS_ENABLED": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "2"}
+HEAD_ENV = {"RAY_AUTH_MODE": "token"}
 RAY_START_TIMEOUT_S = 240.0  # Ray's own start-up is slow on 2 shared cores
 # Ray Serve's own pydantic models warn about pydantic 3 on import: not ours to fix.
 pytestmark = [pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")]
@@ -101,7 +103,9 @@ def _gone(pids: list[int], timeout: float) -> list[int]:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """A head node on 127.0.0.1 (2 CPUs), as `ray start --head` on the GPU server in docs/SCALING.md."""
-    saved = {k: os.environ.get(k) for k in RAY_ENV}
+    saved = {k: os.environ.get(k) for k in (*RAY_ENV, *HEAD_ENV)}
+    for k in HEAD_ENV:
+        os.environ.pop(k, None)  # the daemons must find token mode themselves
     os.environ.update(RAY_ENV)  # start_bridge passes os.environ to the daemons
     port = _free_port()
     temp_dir = tempfile.mkdtemp(prefix="p2pray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
@@ -112,7 +116,7 @@ def cluster() -> Iterator[str]:
         head = subprocess.Popen([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
                                  "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard=false",
                                  "--temp-dir", temp_dir, "--disable-usage-stats", "--block"],
-                                stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO)
+                                stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **HEAD_ENV})
     try:
         ok = wait_until(lambda: "Ray runtime started" in log_path.read_text() or head.poll() is not None,
                         RAY_START_TIMEOUT_S, 0.2)

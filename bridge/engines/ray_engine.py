@@ -92,6 +92,14 @@ def _ray_system_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _have_ray_token() -> bool:
+    """A Ray authentication token is set (``RAY_AUTH_TOKEN``), named or in its default file."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return os.path.isfile(named) if named else os.path.isfile(os.path.expanduser("~/.ray/auth_token"))
+
+
 # -- replica side ------------------------------------------------------------------------------
 
 class StageReplica:
@@ -278,6 +286,11 @@ class RayEngine:
         # for a moment after ray.shutdown(), and would start a fresh local cluster in a daemon that
         # is stopping. This daemon always connects explicitly.
         os.environ.setdefault(NO_AUTO_INIT_ENV, "0")
+        if cfg.ray_address and "RAY_AUTH_MODE" not in os.environ and _have_ray_token():
+            # Ray enables token authentication on new clusters; a driver joining one needs token
+            # mode set as well, or it is refused. With a token at hand, assume the cluster wants it.
+            os.environ["RAY_AUTH_MODE"] = "token"
+            log.info("ray engine: using Ray's authentication token to join %s", cfg.ray_address)
         try:
             import ray
             from ray import serve
