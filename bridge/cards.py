@@ -258,9 +258,24 @@ def find_cards(dirs: tuple[Path, ...] | list[Path]) -> dict[str, ModelCard]:
 
 
 def find_card(name: str, dirs: tuple[Path, ...] | list[Path]) -> ModelCard | None:
-    """The card called ``name`` (folder ``name/`` first, then any card whose name matches)."""
-    for d in dirs:
-        file = Path(d) / name / CARD_FILE
-        if file.is_file():
-            return load_card(file)
+    """The card called ``name`` (folder ``name/`` first, then any card whose name matches).
+
+    ``name`` comes from clients (``/pose2person/model``): it is looked up as a folder only when it
+    is one plain folder name, so ``../x`` or ``/tmp/x`` cannot reach a card outside ``dirs``, and a
+    name the file system refuses (too long) is simply not found."""
+    if _plain_name(name):
+        for d in dirs:
+            file = Path(d) / name / CARD_FILE
+            try:
+                found = file.is_file()
+            except OSError:  # ENAMETOOLONG and the like: no such card
+                found = False
+            if found:
+                return load_card(file)
     return find_cards(dirs).get(name)
+
+
+def _plain_name(name: str) -> bool:
+    """One path component: not empty, no separator, no NUL, not ``.``/``..``, at most 255 bytes."""
+    return (bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\x00")
+            and len(name.encode("utf-8", "surrogatepass")) <= 255)

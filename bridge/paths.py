@@ -55,6 +55,8 @@ def resolve_output(raw: str | None, input_path: Path, roots: tuple[Path, ...], f
         if not candidate.is_absolute():
             raise ClientError("path_not_allowed", f"output path must be absolute: {raw}", frame_id)
     else:
+        if input_path.name in ("", ".", ".."):  # e.g. an empty /keypoints/target/path: nothing to put a name beside
+            raise ClientError("bad_arguments", "empty output path", frame_id)
         candidate = input_path.with_name(input_path.name.rsplit(".", 1)[0] + DEFAULT_OUTPUT_SUFFIX)
     if candidate.name in ("", ".", ".."):
         raise ClientError("bad_arguments", f"output path has no file name: {raw}", frame_id)

@@ -299,3 +299,36 @@ def test_refused_hosts_get_silence(tmp_path: Path) -> None:
         assert running.alive() and "refused by --allow-client" in running.log_text()
     finally:
         running.stop()
+
+
+def test_model_names_are_not_paths(daemon: RunningBridge, tmp_path: Path) -> None:
+    """Found by the fuzzer: ``/pose2person/model`` with a 300-character name was answered
+    ``internal`` (ENAMETOOLONG escaped the card lookup); and a name with ``..`` or ``/`` was looked
+    up as a path, so a card (and its weights) outside the model directories could be loaded."""
+    from bridge.cards import find_card
+
+    with _client(daemon) as client:
+        for name in ("s" * 300, "../../etc", "/tmp", "a/../../b", "."):
+            client.send(f"{P}/model", name)
+            reply = client.wait_for(lambda m: m.address == f"{P}/error", 10)
+            assert reply.args[1] == "unknown_model", (name[:20], reply)
+        assert client.model() == "invert"
+    shipped = next(REPO.glob("models/*/card.toml"))
+    outside = tmp_path / "outside" / "evil"
+    outside.mkdir(parents=True)
+    (outside / "card.toml").write_text(shipped.read_text())
+    dirs = [tmp_path / "models"]
+    dirs[0].mkdir()
+    assert find_card("../outside/evil", dirs) is None
+    assert find_card(str(outside), dirs) is None
+    assert find_card("x" * 400, dirs) is None
+
+
+def test_an_empty_keypoint_target_path_is_bad_arguments(daemon: RunningBridge) -> None:
+    """Found by the fuzzer: ``/pose2person/keypoints/target/path ""`` was answered ``internal``
+    (``PosixPath('.') has an empty name``)."""
+    with _client(daemon) as client:
+        client.send(f"{P}/keypoints/target/path", "")
+        reply = client.wait_for(lambda m: m.address == f"{P}/error", 10)
+        assert reply.args[1] == "bad_arguments", reply
+    _healthy(daemon)
