@@ -270,8 +270,11 @@ class Pipeline:
             finally:
                 with self._busy_lock:
                     self._busy.pop(wid, None)
-            if generation != self._generation:
-                return  # retired while this frame ran: the watchdog had it answered already
+            retired = generation != self._generation
+            if retired and job.abandoned:
+                return  # the stuck frame: the watchdog had it answered on a new worker
+            # (A frame that was merely running beside the stuck one, with several workers, is
+            # answered and its client released as usual; then this retired worker stops.)
             packets = [packet]
             if job.safe is not None and job.safe.reason is not None:
                 self.stats.count_safe()
@@ -287,6 +290,8 @@ class Pipeline:
                 # Only now may this client's next frame go: its reply is sent (or queued on the
                 # loop, in order), so replies never overtake each other.
                 self._mailboxes.release(job.client)
+            if retired:
+                return
 
 
 def _join_all(threads: list[threading.Thread], timeout_s: float) -> None:

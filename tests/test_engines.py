@@ -238,3 +238,72 @@ def test_engine_flags_resolve() -> None:
 def test_bad_engine_options(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         resolve_engine(**kwargs)
+
+
+class GatedStage:
+    """Frames of client ``c`` wait for ``gates[c]`` (a threading.Event) when there is one."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gates: dict[Hashable, threading.Event] = {}
+        self.running: set[Hashable] = set()
+
+    def enter(self, client: Hashable) -> None:
+        self.running.add(client)
+        gate = self.gates.get(client)
+        if gate is not None:
+            gate.wait(10)
+
+    def leave(self, client: Hashable) -> None:
+        self.running.discard(client)
+
+    def process(self, image: np.ndarray, fmt: str) -> np.ndarray:
+        return image
+
+
+class GatedEngine(WideEngine):
+    def __init__(self, catalog: Any, config: EngineConfig | None = None) -> None:
+        super().__init__(catalog, config)
+        self.stage = GatedStage()  # type: ignore[assignment]
+
+
+def test_a_stall_restart_still_answers_the_other_clients_frames_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several workers: when one client's frame stalls and the watchdog retires the workers, a
+    frame of another client that was running beside it is still answered, and that client's next
+    frames go on (its mailbox is released)."""
+    from bridge.config import SafetyConfig
+
+    monkeypatch.setitem(engines.ENGINES, "gated", f"{__name__}:GatedEngine")
+
+    async def main() -> tuple[list[int], int]:
+        pipeline = Pipeline("x", engine=EngineConfig(kind="gated"),  # type: ignore[arg-type]
+                            safety=SafetyConfig(stall_timeout_s=1.0))
+        await pipeline.async_start()
+        stage: GatedStage = pipeline.engine.stage  # type: ignore[attr-defined]
+        slow, other = threading.Event(), threading.Event()
+        stage.gates.update({"slow": slow, "other": other})
+        got: list[int] = []
+
+        def reply(packet: bytes) -> None:
+            got.append(int(decode_packet(packet)[0].args[0]))
+
+        pipeline.submit(EchoJob("slow", 1, time.perf_counter_ns(), lambda p: None))
+        await asyncio.sleep(0.5)  # "slow" runs; "other" starts well inside the stall timeout
+        pipeline.submit(EchoJob("other", 10, time.perf_counter_ns(), reply))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while pipeline.restarts == 0 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert pipeline.restarts == 1 and "other" in stage.running
+        del stage.gates["other"]
+        other.set()  # the frame that ran beside the stuck one finishes on its retired worker
+        pipeline.submit(EchoJob("other", 11, time.perf_counter_ns(), reply))
+        while len(got) < 2 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        slow.set()
+        await pipeline.async_stop()
+        return got, pipeline.restarts
+
+    got, restarts = asyncio.run(main())
+    assert got == [10, 11] and restarts == 1
