@@ -16,8 +16,9 @@ memcpy per recorded frame. A writer thread writes the files. Bounds:
 * at most :data:`MAX_RECORDINGS` at once, one per client;
 * each recording stops by itself at ``max_bytes`` (frame bytes plus index) or
   :data:`MAX_ENTRIES` entries, answered ``/pose2person/record/stopped ... s size_limit``;
-* at most :data:`MAX_QUEUED_BYTES` wait for the writer; beyond that entries are dropped (the
-  disk is slower than the stream) and counted in the recording's ``dropped`` and in ``/health``.
+* at most :data:`MAX_QUEUED_BYTES` (frames and index lines) wait for the writer; beyond that
+  entries are dropped (the disk is slower than the stream) and counted in the recording's
+  ``dropped`` and in ``/health``.
 """
 
 from __future__ import annotations
@@ -192,24 +193,25 @@ class Recorder:
 
     def _add(self, rec: _Recording, line: dict[str, Any], pixels: Any) -> None:
         line["t"] = round(time.monotonic() - rec.started_mono, 6)
-        size = int(pixels.nbytes) if pixels is not None else 0
-        if self._queued_bytes + size > MAX_QUEUED_BYTES:
+        if pixels is not None:
+            line["file"] = frame_file_name(rec.frames + 1)
+        text = json.dumps(line, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+        size = (int(pixels.nbytes) if pixels is not None else 0) + len(text)
+        if rec.bytes + size > self._max_bytes or rec.entries >= MAX_ENTRIES:
+            self.stop(rec.owner, "size_limit")
+            rec.reply(self.stopped_packet(rec, "size_limit"))
+            return
+        if self._queued_bytes + size > MAX_QUEUED_BYTES:  # the disk is behind: drop, count, go on
             rec.dropped += 1
             self.total_dropped += 1
             return
         if pixels is not None:
             rec.frames += 1
-            line["file"] = frame_file_name(rec.frames)
-        text = json.dumps(line, allow_nan=False, separators=(",", ":")).encode() + b"\n"
-        if rec.bytes + size + len(text) > self._max_bytes or rec.entries >= MAX_ENTRIES:
-            self.stop(rec.owner, "size_limit")
-            rec.reply(self.stopped_packet(rec, "size_limit"))
-            return
         rec.entries += 1
-        rec.bytes += size + len(text)
+        rec.bytes += size
         rec.clients.add(str(line["client"]))
         self.total_entries += 1
-        self._put("entry", rec, (text, line.get("file", ""), pixels), size)
+        self._put("entry", rec, (text, line.get("file", ""), pixels, size), size)
 
     # -- writer thread -----------------------------------------------------------------------------
     def _put(self, op: str, rec: _Recording, payload: Any, size: int) -> None:
@@ -232,7 +234,7 @@ class Recorder:
                 op, rec, payload = self._queue.popleft()
             try:
                 if op == "entry":
-                    text, name, pixels = payload
+                    text, name, pixels, _ = payload
                     if pixels is not None:
                         self._write_frame(rec, name, pixels)
                     if not rec.failed:
@@ -245,9 +247,9 @@ class Recorder:
                     rec.failed = exc.strerror or str(exc)
                     log.error("recording %s: write failed: %s; nothing more is written", rec.folder, rec.failed)
             finally:
-                if op == "entry" and payload[2] is not None:
+                if op == "entry":
                     with self._cond:
-                        self._queued_bytes -= int(payload[2].nbytes)
+                        self._queued_bytes -= int(payload[3])
 
     @staticmethod
     def _write_frame(rec: _Recording, name: str, pixels: Any) -> None:
