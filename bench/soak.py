@@ -337,6 +337,8 @@ class Sample:
     queue_p95_ms: float
     frame_age_p95: float  # in frame intervals
     lag_p95: float
+    tree_rss_mib: float = 0.0  # the daemon and its descendants (one process with the local engine)
+    tree_procs: int = 1
 
 
 @dataclass
@@ -427,7 +429,9 @@ def run_soak(opts: SoakOptions) -> SoakReport:
         end = t0 + opts.warmup + measured
         next_sample = t0 + opts.sample
         swap_at = [steady_end + (k + 0.5) * (end - steady_end) / max(opts.swaps, 1) for k in range(opts.swaps)]
-        swap_index = 0
+        swapper = threading.Thread(target=_swap, name="soak-swapper", daemon=True,
+                                   args=(daemon.port, swap_at, opts.swap_models, swap_times, stop))
+        swapper.start()
         warm_figures: dict[str, int] | None = None
         while True:
             now = time.monotonic()
@@ -441,13 +445,6 @@ def run_soak(opts: SoakOptions) -> SoakReport:
             if phase[0] == "steady" and now >= steady_end:
                 phase[0] = "swap"
                 log(f"hot-swap phase: {opts.swaps} switches over {end - steady_end:.0f} s")
-            if phase[0] == "swap" and swap_index < len(swap_at) and now >= swap_at[swap_index]:
-                name = opts.swap_models[(swap_index + 1) % len(opts.swap_models)]
-                s0 = time.perf_counter()
-                monitor.set_model(name, timeout=60.0)
-                swap_times.append((time.perf_counter() - s0) * 1000)
-                swap_index += 1
-                continue
             if now >= next_sample:
                 next_sample += opts.sample
                 samples.append(_sample(now - t0, phase[0], pid, monitor, clients, opts.rate,
@@ -457,12 +454,12 @@ def run_soak(opts: SoakOptions) -> SoakReport:
                     f"fps {s.fps:5.1f} drop {s.dropped}/{s.sent} p95 {s.latency_p95_ms:.1f} ms "
                     f"age p95 {s.frame_age_p95:.2f}")
                 continue
-            wake = min([next_sample, end] + ([swap_at[swap_index]] if phase[0] == "swap" and swap_index < len(swap_at)
-                                             else []))
+            wake = min(next_sample, end, steady_end if phase[0] == "steady" else end)
             time.sleep(max(0.0, min(wake - time.monotonic(), 0.05)))
         samples.append(_sample(time.monotonic() - t0, phase[0], pid, monitor, clients, opts.rate,
                                samples[-1].t if samples else 0.0))
         stop.set()
+        swapper.join(65.0)
         for c in clients:
             c.join(DRAIN_S + 5.0)
         final = proc_figures(pid)
@@ -483,6 +480,40 @@ def run_soak(opts: SoakOptions) -> SoakReport:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _swap(port: int, at: list[float], models: tuple[str, ...], times: list[float], stop: threading.Event) -> None:
+    """The hot swaps, on their own thread and socket: each switch at its time (or right after the
+    previous one, if that took longer), awaited until ``/model/ready``; ``times`` gets each one's ms."""
+    with BridgeClient("127.0.0.1", port, timeout=60.0) as client:
+        for k, when in enumerate(at):
+            if stop.wait(max(0.0, when - time.monotonic())):
+                return
+            s0 = time.perf_counter()
+            client.set_model(models[(k + 1) % len(models)], timeout=60.0)
+            times.append((time.perf_counter() - s0) * 1000)
+
+
+def tree_figures(pid: int) -> tuple[float, int]:
+    """(RSS MiB, processes) of ``pid`` and all its descendants (a Ray engine's cluster and replicas)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    rss, count, todo = 0, 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            rss += proc_figures(p)["rss_kib"]
+            count += 1
+        except (OSError, KeyError, ValueError):
+            continue
+        todo += children.get(p, [])
+    return rss / 1024, count
+
+
 def _sample(t: float, phase: str, pid: int, monitor: BridgeClient, clients: list[Client], rate: float,
             previous_t: float) -> Sample:
     proc = proc_figures(pid)
@@ -492,11 +523,12 @@ def _sample(t: float, phase: str, pid: int, monitor: BridgeClient, clients: list
     lags = [float(x) for w in windows for x in w.lags]
     queue_p95 = stages.get("queue", (0.0, 0.0, 0.0, 0))[1]
     processed = sum(w.ready for w in windows)
+    tree_rss, tree_procs = tree_figures(pid)
     return Sample(round(t, 1), phase, proc["rss_kib"] / 1024, proc["fds"], proc["threads"],
                   sum(w.sent for w in windows), processed, sum(w.dropped for w in windows),
                   sum(sum(w.errors.values()) for w in windows), processed / max(t - previous_t, 1e-3),
                   _pct(lat, 50), _pct(lat, 95), queue_p95,
-                  queue_p95 * rate / 1000.0, _pct(lags, 95))
+                  queue_p95 * rate / 1000.0, _pct(lags, 95), tree_rss, tree_procs)
 
 
 def _report(opts: SoakOptions, samples: list[Sample], clients: list[Client], swap_times: list[float],
@@ -553,12 +585,12 @@ def print_soak(report: SoakReport) -> None:
     print(f"## Soak: {o['kp_clients']} keypoint + {o['shm_clients']} shm clients at {o['rate']:g} fps each, "
           f"model {o['model']}, {o['seconds']:g} s (warm-up {o['warmup']:g} s)\n")
     print("| t (s) | phase | RSS MiB | fds | threads | sent | processed | dropped | errors | fps | latency p50 / p95 ms "
-          "| queue p95 ms | frame age p95 (intervals) | lag p95 (frames) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| queue p95 ms | frame age p95 (intervals) | lag p95 (frames) | process tree: RSS MiB, processes |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in report.samples:
         print(f"| {s.t:.0f} | {s.phase} | {s.rss_mib:.1f} | {s.fds} | {s.threads} | {s.sent} | {s.processed} | "
               f"{s.dropped} | {s.errors} | {s.fps:.1f} | {s.latency_p50_ms:.1f} / {s.latency_p95_ms:.1f} | "
-              f"{s.queue_p95_ms:.1f} | {s.frame_age_p95:.2f} | {s.lag_p95:.0f} |")
+              f"{s.queue_p95_ms:.1f} | {s.frame_age_p95:.2f} | {s.lag_p95:.0f} | {s.tree_rss_mib:.1f}, {s.tree_procs} |")
     print("\n| phase | s | sent | processed | fps | drop rate | errors | safe | unanswered | black | blank | unverified "
           "| latency p50 / p95 / p99 ms | lag p95 | longest gap ms |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
