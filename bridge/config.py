@@ -96,6 +96,7 @@ class PipelineConfig:
     densepose_model: str = "densepose_rcnn_R_50_FPN_s1x"  # the card --pose densepose uses
     memory_budget_mb: int = 4096  # weights of resident (recently used) models kept loaded
     warm_up: bool = True  # run each model once before it takes frames
+    max_batch: int = 1  # frames of different clients generated as one batch (local engine; docs/GENERATOR.md)
 
 
 EngineKind = Literal["local", "ray"]
@@ -190,6 +191,7 @@ def resolve(
     pose: str | None = None,
     densepose_model: str = "densepose_rcnn_R_50_FPN_s1x",
     memory_budget_mb: int = 4096,
+    max_batch: int = 1,
     engine: EngineConfig | None = None,
     safe_output: str = "last",
     stall_timeout_s: float = 10.0,
@@ -229,7 +231,7 @@ def resolve(
             raise ConfigError(f"--zeroconf-interface {iface!r} is not an IP address") from None
     pipeline = resolve_pipeline(model=model, model_dirs=model_dirs, device=device, precision=precision,
                                 norm_mode=norm_mode, accel=accel, pose=pose, densepose_model=densepose_model,
-                                memory_budget_mb=memory_budget_mb)
+                                memory_budget_mb=memory_budget_mb, max_batch=max_batch)
     return Config(
         osc=OscConfig(host=host, port=_check_port("--osc-port", osc_port), tcp=not no_tcp),
         http=HttpConfig(host=host, port=_check_port("--http-port", http_port), enabled=not no_http),
@@ -256,7 +258,7 @@ POSE_CHOICES = ("image", "densepose", "keypoints")
 def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None = None, device: str = "auto",
                      precision: str | None = None, norm_mode: str | None = None, accel: str = "auto",
                      pose: str | None = None, densepose_model: str = "densepose_rcnn_R_50_FPN_s1x",
-                     memory_budget_mb: int = 4096, warm_up: bool = True) -> PipelineConfig:
+                     memory_budget_mb: int = 4096, warm_up: bool = True, max_batch: int = 1) -> PipelineConfig:
     """Validate the model-side options (shared by ``serve``, ``run`` and ``check``)."""
     for flag, value, choices in (("--precision", precision, PRECISION_CHOICES),
                                  ("--norm-mode", norm_mode, NORM_MODE_CHOICES),
@@ -267,6 +269,8 @@ def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None
         raise ConfigError(f"--device must be auto, cpu, cuda[:N] or mps, not {device!r}")
     if memory_budget_mb < 0:
         raise ConfigError("--memory-budget-mb must be >= 0")
+    if not 1 <= max_batch <= 64:
+        raise ConfigError(f"--max-batch must be 1..64, not {max_batch}")
     dirs: list[Path] = []
     for raw in model_dirs or []:
         d = Path(raw).expanduser()
@@ -275,7 +279,7 @@ def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None
         dirs.append(d.resolve())
     return PipelineConfig(model=model, model_dirs=tuple(dirs), device=device, precision=precision,
                           norm_mode=norm_mode, accel=accel, pose=pose, densepose_model=densepose_model,
-                          memory_budget_mb=memory_budget_mb, warm_up=warm_up)
+                          memory_budget_mb=memory_budget_mb, warm_up=warm_up, max_batch=max_batch)
 
 
 ENGINE_CHOICES = ("local", "ray")

@@ -232,3 +232,28 @@ def test_pose_densepose_runs_both_stages_on_camera_frames(models: Path, tmp_path
             assert pose.shape == (64, 96, 4)
     finally:
         bridge.stop()
+
+
+def test_max_batch_generates_several_clients_together_with_the_same_pictures(models: Path, tmp_path: Path) -> None:
+    """--max-batch 4: four clients' frames share network calls; each gets what it gets alone."""
+    bridge = start_bridge(tmp_path, "--model", "artist", "--models-dir", str(models), "--max-batch", "4",
+                          timeout=120)
+    try:
+        clients = [BridgeClient("127.0.0.1", bridge.osc_port, timeout=60) for _ in range(4)]
+        sessions = [c.open_shm(f"b{i}", 48, 40, "BGRA8") for i, c in enumerate(clients)]
+        frames = [camera_bgra(40, 48, 20 + i) for i in range(4)]
+        for round_ in range(3):
+            for c, s, f in zip(clients, sessions, frames):
+                c.submit_shm(s, f, round_ + 1)
+            for c, s, f in zip(clients, sessions, frames):
+                c.wait_for(lambda m, r=round_: m.address == "/pose2person/frame/ready" and m.args[1] == r + 1, 60)
+                out = c.read_result(s, round_ + 1)
+                want = expected_output(models, "artist", np.ascontiguousarray(f[..., 2::-1]))
+                assert np.abs(out[..., 2::-1].astype(int) - want.astype(int)).max() <= 1
+        for c in clients:
+            c.close()
+    finally:
+        bridge.stop()
+    text = "\n".join(bridge.log_lines)
+    assert "generated in one batch" in text
+    assert any(f"a batch of {n} frames" in text for n in (2, 3, 4))  # clients really shared calls

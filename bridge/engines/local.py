@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -55,14 +56,37 @@ class ResidentStages:
             log.info("model %s unloaded (memory budget %d MiB)", name, self.budget_bytes >> 20)
 
 
+class LockedStage:
+    """With several workers (``--max-batch``), a stage that cannot batch still sees one frame at a
+    time: its model state has one user. Attributes pass through (name, input_format, last_pose)."""
+
+    def __init__(self, inner: Stage) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def process(self, image: Any, fmt: str) -> Any:
+        with self._lock:
+            return self._inner.process(image, fmt)
+
+    def generate_from_pose(self, pose: Any) -> Any:
+        with self._lock:
+            return self._inner.generate_from_pose(pose)  # type: ignore[attr-defined]
+
+
 class LocalEngine:
     """In-process stages (see the module docstring)."""
 
     kind = "local"
-    max_in_flight = 1  # one worker thread owns the model
 
     def __init__(self, catalog: Catalog, config: EngineConfig | None = None) -> None:
         self.catalog = catalog
+        # One worker thread owns the model; with --max-batch N there are N workers (one frame in
+        # flight per client) feeding a generator's one model thread (bridge/generator/batcher.py).
+        self.max_batch = catalog.config.max_batch
+        self.max_in_flight = self.max_batch
         self._resident = ResidentStages(catalog.config.memory_budget_mb * 1024 * 1024)
         self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="p2p-loader")
 
@@ -73,13 +97,22 @@ class LocalEngine:
         """A resident model at once; otherwise loaded (and warmed up) on the loader thread."""
         stage = self._resident.get(spec)
         if stage is None:
-            stage = await asyncio.get_running_loop().run_in_executor(self._loader, self.catalog.load, spec)
+            stage = self._batching(await asyncio.get_running_loop().run_in_executor(self._loader, self.catalog.load,
+                                                                                     spec))
         self._resident.put(spec, stage)
         return stage
 
+    def _batching(self, stage: Stage) -> Stage:
+        if self.max_batch > 1 and hasattr(stage, "generate_batch"):
+            from ..generator.batcher import BatchingStage
+
+            log.info("model %s: frames of up to %d clients are generated in one batch", stage.name, self.max_batch)
+            return BatchingStage(stage, self.max_batch)  # type: ignore[arg-type]
+        return LockedStage(stage) if self.max_batch > 1 else stage
+
     async def async_reload(self, spec: str) -> Stage:
         """A fresh instance of ``spec`` (after a stall: the old one may be stuck in a frame)."""
-        stage = await asyncio.get_running_loop().run_in_executor(self._loader, self.catalog.load, spec)
+        stage = self._batching(await asyncio.get_running_loop().run_in_executor(self._loader, self.catalog.load, spec))
         self._resident.put(spec, stage)
         return stage
 

@@ -128,6 +128,19 @@ class GeneratorStage:
             y = self.engine.run(x[None])[0]
             return map_output(to_uint8(y), fmap, self.contract)
 
+    def generate_batch(self, poses: list[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`generate` for several pose images (any sizes) in one network call. Each frame is
+        normalised on its own (``FrameBatchNorm2d``), so the results equal one-by-one runs up to
+        float rounding of the batched kernels."""
+        if len(poses) == 1 or self.engine.norm_mode == "reference":  # seeded dropout is per frame
+            return [self.generate(p) for p in poses]
+        with timed("generator"):
+            self.last_pose = poses[-1]
+            prepared = [frame_input(p, self.contract) for p in poses]
+            x = np.stack([normalize(reference_resize(framed, self.contract)) for framed, _ in prepared])
+            y = self.engine.run(x)
+            return [map_output(to_uint8(yi), fmap, self.contract) for yi, (_, fmap) in zip(y, prepared)]
+
     def process(self, image: np.ndarray, fmt: str) -> np.ndarray:
         with timed("pose"):
             pose = self.pose.pose_image(image)
