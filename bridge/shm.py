@@ -50,6 +50,7 @@ import os
 import re
 import struct
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -248,6 +249,12 @@ class ChannelFile:
             raise
         self._buf = np.frombuffer(self._mm, dtype=np.uint8) if writable else np.frombuffer(self._mm, dtype=np.uint8)
         self._views = [self._pixel_view(k) for k in range(self.layout.slots)]
+        # Slots this process is writing now. One writer per file is the rule, but the daemon may
+        # run several workers (Ray engine, --max-batch) and two of them can answer the same
+        # channel (two clients on one name, keypoint pictures beside frames): each takes a slot
+        # of its own. A slot a stuck (abandoned) writer never left stays out of the ring.
+        self._writing: set[int] = set()
+        self._writing_lock = threading.Lock()
 
     # -- geometry -----------------------------------------------------------------------
     def _pixel_view(self, k: int) -> np.ndarray:
@@ -310,7 +317,14 @@ class ChannelFile:
         inside a slot (odd seq) by moving to the next odd value.
         """
         self.check_size()
-        k = self.write_count % self.layout.slots
+        with self._writing_lock:
+            start = self.write_count % self.layout.slots
+            free = [k for k in ((start + i) % self.layout.slots for i in range(self.layout.slots))
+                    if k not in self._writing]
+            if not free:
+                raise ShmError("shm_busy", f"{self.path.name}: every slot is being written by this process")
+            k = free[0]
+            self._writing.add(k)
         off = self.layout.slot_offset(k)
         seq = _U64.unpack(self._pread(8, off))[0]
         seq = (seq + 1 if seq % 2 == 0 else seq + 2) & _U64_MASK  # odd: 2**64 - 1 wraps to 1
@@ -325,13 +339,18 @@ class ChannelFile:
         source frame turned out torn.
         """
         off = self.layout.slot_offset(k)
-        self.check_size()
-        seq = _U64.unpack(self._pread(8, off))[0]
-        count = (self.write_count + 1) & _U64_MASK
-        struct.pack_into("<qQQ", self._mm, off + 8, frame_id if publish else -1, time.time_ns(), count)
-        _U64.pack_into(self._mm, off, (seq + 1) & _U64_MASK)
-        if publish:
-            _U64.pack_into(self._mm, _OFF_WRITE_COUNT, count)
+        try:
+            self.check_size()
+            with self._writing_lock:  # two of this process's writers must not take one count
+                seq = _U64.unpack(self._pread(8, off))[0]
+                count = (self.write_count + 1) & _U64_MASK
+                struct.pack_into("<qQQ", self._mm, off + 8, frame_id if publish else -1, time.time_ns(), count)
+                _U64.pack_into(self._mm, off, (seq + 1) & _U64_MASK)
+                if publish:
+                    _U64.pack_into(self._mm, _OFF_WRITE_COUNT, count)
+        finally:
+            with self._writing_lock:
+                self._writing.discard(k)
 
     def write(self, frame: np.ndarray, frame_id: int) -> int:
         """Copy a frame of the channel's exact shape and dtype into the next slot; returns the slot index."""

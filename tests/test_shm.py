@@ -637,3 +637,28 @@ def test_read_only_mapping_refuses_writes(tmp_path: Path) -> None:
     assert not r.view(0).flags.writeable
     r.close()
     assert u64(path.read_bytes(), 256) == 0
+
+
+def test_concurrent_writers_of_one_file_take_different_slots(tmp_path: Path) -> None:
+    """Several daemon workers answering one channel (Ray engine, --max-batch) never share a slot."""
+    path = make(tmp_path, 8, 8, "RGB8")
+    w = ChannelFile(path, writable=True)
+    k1, v1 = w.begin_write()
+    k2, v2 = w.begin_write()  # a second writer while the first is inside its slot
+    k3, _ = w.begin_write()
+    assert len({k1, k2, k3}) == 3
+    with pytest.raises(ShmError) as err:
+        w.begin_write()
+    assert err.value.code == "shm_busy"
+    v1[:] = 1
+    v2[:] = 2
+    w.end_write(k2, 20)
+    w.end_write(k1, 10)
+    w.end_write(k3, 30, publish=False)
+    r = ChannelFile(path, writable=False)
+    assert (r.read(10)[1] == 1).all() and (r.read(20)[1] == 2).all()
+    assert w.write_count == 2
+    k4, _ = w.begin_write()  # slots are free again
+    w.end_write(k4, 40)
+    w.close()
+    r.close()
