@@ -29,7 +29,7 @@ from .monitor import TapFrames
 from .osc import encode_message
 from .pixels import convert
 from .safe_output import MODEL_FAILURES
-from .shm import ORIGIN_BOTTOM_LEFT, ShmError, ShmError
+from .shm import ORIGIN_BOTTOM_LEFT, ShmError
 from .shm_channels import Channel
 from .stages import Stage
 
@@ -105,10 +105,7 @@ class KeypointJob(FrameJob):
                 result = cv2.resize(result, size, interpolation=cv2.INTER_LINEAR)
             pixels = convert(result, "RGB8", ch.layout.format, flip_rows=ch.layout.origin == ORIGIN_BOTTOM_LEFT)
             try:
-                try:
-            out_k, slot = ch.output.begin_write()
-        except ShmError as exc:
-            raise ClientError(exc.code, exc.message, self.frame_id) from None
+                out_k, slot = ch.output.begin_write()
             except ShmError as exc:  # e.g. the client truncated its output file: this frame's error
                 raise ClientError(exc.code, exc.message, self.frame_id) from None
             published = False
