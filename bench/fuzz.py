@@ -4,8 +4,9 @@ corrupted shared-memory channel files, with a healthy client served throughout.
 
     .venv/bin/python bench/fuzz.py [--packets 100000] [--shm 10000] [--seed 1] [--json FILE]
 
-It starts its own daemon (``python -m bridge serve --model invert`` on free loopback ports, files in
-a temp folder), then:
+It starts its own daemon (``python -m bridge serve --model invert --rate-limit 0`` on free loopback
+ports, files in a temp folder; the per-host rate limit is off because the fuzzer alone sends more
+than its 2,000 packets/s, and what it drops is documented silence), then:
 
 * **OSC packets** drawn by hypothesis (generate phase only, no shrinking): *structured* ones (every
   documented address and some others, with right, wrong, odd and boundary argument types and
@@ -596,6 +597,11 @@ class Results:
     def total(self) -> int:
         return sum(n for name, n in self.cases.items() if not name.startswith("skipped"))
 
+    @property
+    def osc_packets(self) -> int:
+        """OSC packets sent (structured, random and mutated; not framings, frame headers or shm cases)."""
+        return sum(n for name, n in self.cases.items() if name.split()[-1] in ("structured", "random", "mutated"))
+
     def defects(self) -> list[str]:
         out = []
         if self.crashed:
@@ -621,6 +627,7 @@ class Results:
         rows = ["| what | count |", "|---|---:|"]
         for name, n in sorted(self.cases.items()):
             rows.append(f"| cases: {name} | {n:,} |")
+        rows.append(f"| **OSC packets sent** | **{self.osc_packets:,}** |")
         rows.append(f"| **cases, total** | **{self.total:,}** |")
         for code, n in self.errors.most_common():
             rows.append(f"| error `{code}` | {n:,} |")
@@ -637,7 +644,7 @@ class Results:
         return "\n".join(rows)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cases": dict(self.cases), "total": self.total, "errors": dict(self.errors),
+        return {"cases": dict(self.cases), "total": self.total, "osc_packets": self.osc_packets, "errors": dict(self.errors),
                 "replies": dict(self.replies), "unanswered": self.unanswered, "unanswered_packets": self.unanswered_packets[:50], "wrong_code": self.wrong_code[:50],
                 "bad_replies": self.bad_replies[:50], "internal": self.internal[:50], "torn": self.torn[:50], "crashed": self.crashed, "aborted": self.aborted,
                 "tracebacks": self.tracebacks, "healthy_round_trips": len(self.healthy_ms),
@@ -774,12 +781,13 @@ class Harness:
             self.results.aborted = True
         return self.results.aborted
 
-    def run_case(self, case: Case, via: str) -> None:
+    def run_case(self, case: Case, via: str) -> bool:
+        """Send one case and judge its replies; False when it was not sent (too big for a datagram)."""
         if not self.target.alive():
             self.results.crashed = True
-            return
+            return True
         if self.gave_up():
-            return
+            return True
         link = self.link(via)
         own_port = getattr(link, "port", 0) or 1
         packet = case.packet if case.kind in ("framing", "ws-frame", "ws-text") else make_safe(case.packet, own_port, self.models)
@@ -794,8 +802,8 @@ class Harness:
         self.results.cases[f"{via} {case.kind}"] += 1
         if via == "udp" and len(packet) > UDP_MAX:
             self.results.cases[f"{via} {case.kind}"] -= 1
-            self.results.cases["skipped (over the datagram limit)"] += 1
-            return
+            self.results.cases["skipped (over the datagram limit, redrawn)"] += 1
+            return False
         try:
             if isinstance(link, TcpLink) and case.kind == "framing":
                 link.send_raw(packet)
@@ -824,6 +832,7 @@ class Harness:
             self._since_healthy = 0
             self.healthy.check()
             self._sync(link, via)
+        return True
 
     def _collect(self, link: Link, want: int) -> list[bytes]:
         replies: list[bytes] = []
@@ -1119,8 +1128,10 @@ class ShmFuzzer:
 
 
 # -- driving hypothesis ----------------------------------------------------------------------------
-def drive(strategy: st.SearchStrategy[Any], n: int, seed_: int, on_case: Callable[[Any], None]) -> int:
-    """Feed ``n`` examples of ``strategy`` to ``on_case`` (hypothesis's generate phase only)."""
+def drive(strategy: st.SearchStrategy[Any], n: int, seed_: int, on_case: Callable[[Any], Any]) -> int:
+    """Feed ``n`` examples of ``strategy`` to ``on_case`` (hypothesis's generate phase only).
+
+    An example for which ``on_case`` returns False (it could not be sent) does not count."""
     done = 0
     round_ = 0
     while done < n:
@@ -1132,8 +1143,7 @@ def drive(strategy: st.SearchStrategy[Any], n: int, seed_: int, on_case: Callabl
         @given(strategy)
         def run(case: Any) -> None:
             nonlocal done
-            if done < n:
-                on_case(case)
+            if done < n and on_case(case) is not False:
                 done += 1
 
         before = done
@@ -1146,8 +1156,9 @@ def drive(strategy: st.SearchStrategy[Any], n: int, seed_: int, on_case: Callabl
 
 def fuzz(target: Target, packets: int, shm: int, seed_: int = 1, healthy_every: int = 100,
          shares: dict[str, float] | None = None, progress: Callable[[str], None] | None = None) -> Results:
-    """The whole run: ``packets`` OSC cases spread over the transports, then ``shm`` channel corruptions."""
-    shares = shares or {"udp": 0.80, "tcp-len": 0.06, "tcp-slip": 0.06, "ws": 0.06, "framing": 0.02}
+    """The whole run: ``packets`` OSC packets spread over the transports (plus, on top, 2 % as many
+    hostile framings and as many WebSocket frame headers), then ``shm`` channel corruptions."""
+    shares = shares or {"udp": 0.82, "tcp-len": 0.06, "tcp-slip": 0.06, "ws": 0.06}
     if target.http_port is None:
         shares = {k: v for k, v in shares.items() if k != "ws"}
     started = time.monotonic()
@@ -1155,14 +1166,16 @@ def fuzz(target: Target, packets: int, shm: int, seed_: int = 1, healthy_every: 
     root = str(target.root)
     counts = {k: int(packets * v) for k, v in shares.items()}
     counts["udp"] += packets - sum(counts.values())
-    for via in ("udp", "tcp-len", "tcp-slip", "ws"):
+    counts["framing"] = packets // 50
+    if target.http_port is not None:
+        counts["ws-frame"] = packets // 50
+    for via in ("udp", "tcp-len", "tcp-slip", "ws", "ws-frame"):
         if counts.get(via):
             if progress:
-                progress(f"{via}: {counts[via]:,} packets")
-            strategy = packet_strategy(root)
-            if via == "ws":
-                strategy = st.one_of(strategy, strategy, strategy, ws_frame_case())
-            drive(strategy, counts[via], seed_ * 10 + len(via), lambda case, via=via: harness.run_case(case, via))
+                progress(f"{via}: {counts[via]:,} {'frame headers' if via == 'ws-frame' else 'packets'}")
+            strategy = ws_frame_case() if via == "ws-frame" else packet_strategy(root)
+            link = "ws" if via == "ws-frame" else via
+            drive(strategy, counts[via], seed_ * 10 + len(via), lambda case, link=link: harness.run_case(case, link))
             if not target.alive():
                 break
     if counts.get("framing") and target.alive():
@@ -1194,7 +1207,7 @@ class Daemon:
         self.shm_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--osc-port", "0", "--http-port",
                "0", "--no-zeroconf", "--allow-root", str(self.root), "--shm-dir", str(self.shm_dir),
-               "--model", "invert", "--log-level", "info", *extra]
+               "--model", "invert", "--log-level", "info", "--rate-limit", "0", *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: list[str] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Hashable
+from typing import Any, Callable, Hashable
 
 import numpy as np
 
@@ -141,6 +141,16 @@ class ShmJob(FrameJob):
     """
 
     channel: Channel | None = None
+    # The output slot this job holds while it runs (the stall watchdog frees it, see release_output).
+    _claim: tuple[Any, int] | None = field(default=None, init=False, repr=False)
+
+    def release_output(self) -> None:
+        """Free the output slot of a frame the stall watchdog abandoned: the stuck thread will not
+        write it again, and without this every stall would keep one slot of the ring until the
+        stage returned (after three, the channel answers only ``shm_busy``). Idempotent."""
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            claim[0].abandon_write(claim[1])
 
     def run(self, stage: Stage) -> bytes:
         assert self.channel is not None
@@ -173,6 +183,7 @@ class ShmJob(FrameJob):
         # their input (passthrough) no copy out. The output slot's seq stays odd meanwhile, so
         # readers skip it.
         out_k, staged = ch.output.begin_write()
+        self._claim = (ch.output, out_k)
         published = False
         try:
             with timed("input"):
@@ -195,7 +206,10 @@ class ShmJob(FrameJob):
             published = True
         finally:
             if not self.abandoned:
+                self._claim = None
                 ch.output.end_write(out_k, self.frame_id, publish=published)
+            else:
+                self.release_output()
         record("publish", elapsed_ms(published_from))
         self.latency_ms = elapsed_ms(self.received_ns)
         return encode_message(protocol.FRAME_READY, ch.name, self.frame_id, self.latency_ms)

@@ -202,6 +202,9 @@ class Pipeline:
         self._workers = [w for w in self._workers if w.is_alive()]
         for _, job in stuck:
             job.abandoned = True  # if the stuck thread ever returns, it publishes nothing
+            release = getattr(job, "release_output", None)  # shm jobs: free its output slot for the retry
+            if release is not None:
+                release()
             # The stuck thread keeps its job object; the retry is a copy, answered by a new worker
             # with safe output, unless a newer frame of that client already waits (then dropped).
             retry = dataclasses.replace(job, tap=None, abandoned=False)

@@ -352,6 +352,13 @@ class ChannelFile:
             with self._writing_lock:
                 self._writing.discard(k)
 
+    def abandon_write(self, k: int) -> None:
+        """Give slot k up without stamping it: for a writer that will never finish (a stalled model
+        whose frame was answered elsewhere). The slot's seq stays odd, so readers skip it, and the
+        next writer to take it recovers it as from a writer that died inside."""
+        with self._writing_lock:
+            self._writing.discard(k)
+
     def write(self, frame: np.ndarray, frame_id: int) -> int:
         """Copy a frame of the channel's exact shape and dtype into the next slot; returns the slot index."""
         if frame.shape != self._views[0].shape or frame.dtype != self.layout.dtype:

@@ -230,7 +230,11 @@ def _wait(client: BridgeClient, address: str, timeout: float) -> OscMessage:
 def test_a_hanging_model_is_detected_answered_safely_and_restarted(tmp_path: Path, model: str) -> None:
     """The planned (and landed) contract: a stage stalled past --stall-timeout is detected, the
     client gets a safe output frame with ``/pose2person/frame/safe i frame_id s policy s reason``,
-    and the stage is restarted without restarting the daemon (same process, same ports)."""
+    and the stage is restarted without restarting the daemon (same process, same ports).
+
+    Found here: every stall kept the stuck frame's output slot claimed until its stage returned, so
+    after three stalls on one channel (a model that always hangs) every frame was ``shm_busy``; the
+    watchdog now frees the slot when it abandons the frame (four stalls below, on a 3-slot ring)."""
     daemon = start_bridge(tmp_path, "--model", model, "--stall-timeout", "1")
     try:
         pid = daemon.proc.pid
@@ -254,7 +258,7 @@ def test_a_hanging_model_is_detected_answered_safely_and_restarted(tmp_path: Pat
             assert (out[..., :3] == 0).all()  # the black safe picture, not a magenta or torn one
             # Restarted in place: later frames are answered (a reloaded hang-after model passes its
             # first frames again; a model that always hangs keeps getting safe output).
-            for fid in range(first + 1, first + 3):
+            for fid in range(first + 1, first + 4):
                 client.submit_shm(session, frame, fid)
                 m = client.wait_for(lambda m: m.address == f"{P}/frame/ready" and m.args[1] == fid, 15,
                                     error_for=lambda e: e.frame_id == fid)

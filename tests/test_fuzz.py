@@ -38,7 +38,7 @@ QUICK = settings(max_examples=400, deadline=None, database=None, suppress_health
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBridge]:
     running = start_bridge(tmp_path_factory.mktemp("fuzz"), "--model", "invert", "--max-pixels", "1048576",
-                           http=True)
+                           "--rate-limit", "0", http=True)  # the fuzzer alone exceeds the per-host limit
     yield running
     running.stop()
 
@@ -53,7 +53,7 @@ def test_fuzzed_packets_and_channel_files(daemon: RunningBridge) -> None:
     crash, no hang, every case answered with documented codes, the healthy client served throughout."""
     results = fuzz.fuzz(target(daemon), packets=2500, shm=1000, seed_=8, healthy_every=50)
     assert results.defects() == [], results.table()
-    assert results.total >= 3400
+    assert results.osc_packets == 2500 and results.total >= 3500
     assert {"udp structured", "udp mutated", "udp random", "tcp-len structured", "tcp-slip mutated",
             "ws structured", "ws ws-frame"} <= set(results.cases)
     assert len(results.healthy_ms) >= 60
