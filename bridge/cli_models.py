@@ -30,6 +30,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="the DensePose model card --pose densepose uses")
     g.add_argument("--memory-budget-mb", type=int, default=4096,
                    help="weights of recently used models kept loaded for instant switches (default 4096)")
+    g.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="CPU threads for the model (default 0 = one per core); on a 2-core machine that also "
+                        "runs the sketch, 1 often gives lower latency (docs/BENCHMARKS.md)")
     g.add_argument("--max-batch", type=int, default=1, metavar="N",
                    help="generate up to N clients' waiting frames as one batch (default 1; pays on GPUs, "
                         "see docs/BENCHMARKS.md)")
@@ -39,7 +42,7 @@ def model_option_values(args: argparse.Namespace) -> dict[str, Any]:
     return {"model_dirs": args.model_dirs, "device": args.device, "precision": args.precision,
             "norm_mode": args.norm_mode, "accel": args.accel, "pose": args.pose,
             "densepose_model": args.densepose_model, "memory_budget_mb": args.memory_budget_mb,
-            "max_batch": args.max_batch}
+            "max_batch": args.max_batch, "threads": args.threads}
 
 
 def add_parsers(sub: Any) -> None:

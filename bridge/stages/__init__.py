@@ -101,6 +101,10 @@ class Catalog:
 
 def _load_card_stage(card: ModelCard, catalog: Catalog) -> Stage:
     cfg = catalog.config
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)  # process-wide: every model in this daemon shares the cores
     if card.kind == "densepose":
         from .densepose_stage import make_densepose_stage
 
