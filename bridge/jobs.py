@@ -25,7 +25,7 @@ from .pixels import convert
 from .safe_output import MODEL_FAILURES, SafeOutput
 from .shm import ORIGIN_BOTTOM_LEFT, ShmError
 from .shm_channels import Channel
-from .monitor import TapFrames
+from .monitor import THUMB_MAX_SIDE, TapFrames
 from .stages import Stage
 
 ReplyFn = Callable[[bytes], None]
@@ -200,9 +200,14 @@ class ShmJob(FrameJob):
             published_from = time.perf_counter_ns()
             if _retired(ch):  # closed or re-opened during the stage: publish nothing
                 raise self._gone()
+            # The monitor's input picture: never the client's mapping (a client that truncates its
+            # file meanwhile would raise SIGBUS in the thumbnail copy) but the staged copy, taken
+            # small before the result replaces it (for passthrough, input and output are one).
+            tap_input = staged
             if result is not readonly:
+                tap_input = _small_copy(staged)
                 np.copyto(staged, result)
-            self.tap = TapFrames(ch.input.view(k), staged, ch.layout.format, ch.layout.origin)
+            self.tap = TapFrames(tap_input, staged, ch.layout.format, ch.layout.origin)
             published = True
         finally:
             if not self.abandoned:
@@ -213,6 +218,12 @@ class ShmJob(FrameJob):
         record("publish", elapsed_ms(published_from))
         self.latency_ms = elapsed_ms(self.received_ns)
         return encode_message(protocol.FRAME_READY, ch.name, self.frame_id, self.latency_ms)
+
+
+def _small_copy(image: np.ndarray) -> np.ndarray:
+    """A strided copy no larger than the monitor's thumbnails (microseconds: no filtering)."""
+    step = max(1, -(-max(image.shape[:2]) // THUMB_MAX_SIDE))
+    return image[::step, ::step].copy()  # a copy even at step 1: the slot is overwritten next
 
 
 def _retired(ch: Channel) -> bool:

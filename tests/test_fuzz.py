@@ -332,3 +332,29 @@ def test_an_empty_keypoint_target_path_is_bad_arguments(daemon: RunningBridge) -
         reply = client.wait_for(lambda m: m.address == f"{P}/error", 10)
         assert reply.args[1] == "bad_arguments", reply
     _healthy(daemon)
+
+
+@pytest.mark.parametrize("model", ["passthrough", "invert"])
+def test_the_monitor_tap_never_holds_the_clients_mapping(tmp_path: Path, model: str) -> None:
+    """Found while fixing the truncation SIGBUS: the monitor's input picture was a view of the
+    client's ``.in`` mapping, copied into a thumbnail after the frame, so a client truncating its
+    file at that moment still crashed the daemon. The tap now holds the daemon's own copy."""
+    import time as _time
+
+    from bridge.config import SecurityConfig, ShmConfig
+    from bridge.jobs import ShmJob
+    from bridge.shm_channels import ChannelRegistry
+    from bridge.stages import load
+
+    registry = ChannelRegistry(ShmConfig(directory=tmp_path), SecurityConfig(), "t")
+    ch = registry.open("tap", 16, 12, "BGRA8")
+    writer = ChannelFile(ch.input_path, writable=True)
+    writer.write(_frame(30), 1)
+    job = ShmJob("c", 1, _time.perf_counter_ns(), lambda packet: None, channel=ch)
+    job.run(load(model))
+    assert job.tap is not None and job.tap.input is not None
+    mapping = np.frombuffer(ch.input._mm, np.uint8)
+    assert not np.shares_memory(job.tap.input, mapping)
+    assert (job.tap.input == 30).all()  # still the input's pixels, not the result's
+    writer.close()
+    registry.close_all()
