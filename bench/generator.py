@@ -126,8 +126,9 @@ def main() -> int:
                                                args.accels.split(","), batches)
             frames = args.frames or (4 if size <= 256 else 2)
             everything = [base] + cells
-            for c in everything:  # warm-up: tracing, compilation, allocator, cuDNN algorithm choice
-                out_c = c.run()  # type: ignore[operator]
+            for c in everything:  # warm-up: tracing (TorchScript optimises after 2 runs), allocator, cuDNN
+                for _ in range(3):
+                    out_c = c.run()  # type: ignore[operator]
                 c.deviation = float(np.abs(out_c[0].astype(int) - base_out[0].astype(int)).max())
             for _ in range(args.rounds):
                 for c in everything:

@@ -23,7 +23,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="pix2pix BatchNorm/dropout at inference: stable (default: frame statistics, no dropout), "
                         "reference (test.py: frame statistics, seeded dropout), eval (running statistics)")
     g.add_argument("--accel", choices=ACCEL_CHOICES, default="auto",
-                   help="execution: auto (oneDNN on CPU, CUDA graphs on CUDA), eager, onednn, compile, cuda-graph")
+                   help="execution: auto (CUDA graphs on CUDA, eager elsewhere), eager, onednn, compile, cuda-graph")
     g.add_argument("--pose", choices=POSE_CHOICES, default=None,
                    help="pose source: image (the frame is the pose image), densepose, keypoints (default: the card's)")
     g.add_argument("--densepose-model", default="densepose_rcnn_R_50_FPN_s1x",

@@ -11,7 +11,8 @@ Speed-ups are opt-in or chosen by measurement (docs/BENCHMARKS.md, "Generator st
   the deviations are measured by ``pose2person check`` and bench/generator.py;
 * ``accel``: ``eager``; ``onednn`` (CPU: TorchScript freeze + oneDNN fusion, traced per input
   size); ``compile`` (``torch.compile``); ``cuda-graph`` (CUDA: the forward captured once per
-  input size and replayed); ``auto`` picks ``cuda-graph`` on CUDA and ``onednn`` on CPU.
+  input size and replayed); ``auto`` picks ``cuda-graph`` on CUDA and
+  ``eager`` elsewhere (by measurement: docs/GENERATOR.md).
   ``reference`` norm mode always runs eager, because its dropout must draw random numbers.
 """
 
@@ -89,7 +90,9 @@ class GeneratorEngine:
         if self.norm_mode == "reference":
             return "eager"
         if accel == "auto":
-            return {"cuda": "cuda-graph", "cpu": "onednn"}.get(self.device.type, "eager")
+            # CPU: eager, by measurement (bench/generator.py: TorchScript + oneDNN and OpenVINO gave
+            # 1.00x and 1.28x on 2 Zen cores, eager fp32 already runs the convolutions near peak).
+            return {"cuda": "cuda-graph"}.get(self.device.type, "eager")
         if accel == "cuda-graph" and self.device.type != "cuda":
             raise ModelLoadError("accel cuda-graph needs a CUDA device")
         if accel == "onednn" and self.device.type != "cpu":
@@ -173,5 +176,8 @@ class GeneratorEngine:
         return y.float().cpu().numpy()
 
     def warm_up(self, width: int, height: int, batch: int = 1) -> None:
-        """Run once at the model's input size so the first real frame pays no tracing or allocation."""
-        self.run(np.zeros((batch, self.spec.input_nc, height, width), np.float32))
+        """Run at the model's input size so the first real frame pays no tracing or allocation
+        (TorchScript's profiling executor optimises the graph only after its second run)."""
+        x = np.zeros((batch, self.spec.input_nc, height, width), np.float32)
+        for _ in range(3 if self.accel in ("onednn", "compile") else 1):
+            self.run(x)
