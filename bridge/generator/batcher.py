@@ -2,10 +2,12 @@
 
 The pipeline runs N worker threads over exclusive mailboxes (each client at most one frame in
 flight, as with the Ray engine); each worker's ``process`` call hands its frame to this stage's
-single model thread and waits. The model thread takes every frame that is waiting (up to N)
-and generates them as one batch, so batches form by themselves under load and a lone client
-never waits for company: no timer, no added latency. Pose images (DensePose, keypoints) are
-made on the model thread too, so the model state has one owner, as everywhere else.
+model threads and waits. A pose thread makes the pose images (DensePose, keypoint renders)
+one frame at a time; the generator thread takes every pose image that is ready (up to N) and
+generates them as one batch. So batches form by themselves under load, a lone client never
+waits for company (no timer, no added latency), and the pose of the next frames is computed
+while the generator works on the current batch: the two stages overlap on consecutive frames.
+Each model has one owner thread: the pose models the pose thread, the generator the other.
 """
 
 from __future__ import annotations
@@ -34,8 +36,12 @@ class BatchingStage:
         self._cond = threading.Condition()
         self.batches: deque[int] = deque(maxlen=256)  # recent batch sizes, for the benchmark and tests
         self._largest = 1
-        self._thread = threading.Thread(target=self._loop, name=f"p2p-batch-{inner.name}", daemon=True)
-        self._thread.start()
+        self._posed: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()  # bounded by the workers
+        self._posed_cond = threading.Condition()
+        self._threads = [threading.Thread(target=self._pose_loop, name=f"p2p-pose-{inner.name}", daemon=True),
+                         threading.Thread(target=self._loop, name=f"p2p-batch-{inner.name}", daemon=True)]
+        for t in self._threads:
+            t.start()
 
     @property
     def last_pose(self) -> np.ndarray | None:
@@ -57,24 +63,33 @@ class BatchingStage:
             self._cond.notify()
         return done.result()  # the caller's input stays valid: it blocks until its frame is done
 
-    def _loop(self) -> None:
+    def _pose_loop(self) -> None:
+        """Pose images, one frame at a time, while the generator works on the previous batch: with
+        DensePose the two stages overlap on consecutive frames."""
         from ..pose_render import render_pose
 
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: bool(self._waiting))
-                batch = [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
-            poses: list[np.ndarray] = []
-            futures: list[Future[np.ndarray]] = []
-            for kind, payload, fut in batch:
-                try:  # a failing pose (one client's frame) fails only that frame
-                    poses.append(self.inner.pose.pose_image(payload) if kind == "image"
-                                 else render_pose(payload, self.inner.pose_style, None))
-                    futures.append(fut)
-                except Exception as exc:
-                    fut.set_exception(exc)
-            if not poses:
+                kind, payload, fut = self._waiting.popleft()
+            try:  # a failing pose (one client's frame) fails only that frame
+                pose = (self.inner.pose.pose_image(payload) if kind == "image"
+                        else render_pose(payload, self.inner.pose_style, None))
+            except Exception as exc:
+                fut.set_exception(exc)
                 continue
+            with self._posed_cond:
+                self._posed.append((pose, fut))
+                self._posed_cond.notify()
+
+    def _loop(self) -> None:
+        """The generator: every pose image that is ready (up to ``max_batch``) in one call."""
+        while True:
+            with self._posed_cond:
+                self._posed_cond.wait_for(lambda: bool(self._posed))
+                batch = [self._posed.popleft() for _ in range(min(self.max_batch, len(self._posed)))]
+            poses = [p for p, _ in batch]
+            futures = [f for _, f in batch]
             self.batches.append(len(poses))
             if len(poses) > self._largest:
                 self._largest = len(poses)
