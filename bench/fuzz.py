@@ -65,6 +65,7 @@ if str(REPO) not in sys.path:
 
 from bridge import protocol  # noqa: E402
 from bridge.client import BridgeClient, RemoteError, ReplyTimeout  # noqa: E402
+from bridge.daemon_proc import DaemonProcess  # noqa: E402
 from bridge.osc import (BUNDLE_TAG, MAX_BUNDLE_DEPTH, OscDecodeError, OscMessage, decode_packet,  # noqa: E402
                         encode_bundle, encode_message)
 from bridge.shm import ChannelFile  # noqa: E402
@@ -1197,7 +1198,7 @@ def fuzz(target: Target, packets: int, shm: int, seed_: int = 1, healthy_every: 
 
 
 # -- a daemon of its own ---------------------------------------------------------------------------
-class Daemon:
+class Daemon(DaemonProcess):
     """``python -m bridge serve`` on free loopback ports (UDP, TCP, HTTP), stopped by :meth:`stop`."""
 
     def __init__(self, work: Path, *extra: str) -> None:
@@ -1205,43 +1206,13 @@ class Daemon:
         self.shm_dir = work / "shm"
         self.root.mkdir(parents=True, exist_ok=True)
         self.shm_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--osc-port", "0", "--http-port",
-               "0", "--no-zeroconf", "--allow-root", str(self.root), "--shm-dir", str(self.shm_dir),
-               "--model", "invert", "--log-level", "info", "--rate-limit", "0", *extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.lines: list[str] = []
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.proc.stderr is not None
-            for line in self.proc.stderr:
-                self.lines.append(line.rstrip("\n"))
-                if "ready (model" in line:
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(60) or self.proc.poll() is not None:
-            self.stop()
-            raise RuntimeError("the bridge did not start:\n" + "\n".join(self.lines[-20:]))
-        text = "\n".join(self.lines)
-        self.osc_port = int(re.search(r"osc\.udp://127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]
-        self.http_port = int(re.search(r"http://127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]
+        super().__init__(["--allow-root", str(self.root), "--model", "invert", "--rate-limit", "0", *extra],
+                         shm_dir=self.shm_dir, start_timeout=60.0, src=REPO, http=True)
+        self.osc_port = self.port
 
     def target(self) -> Target:
         return Target(self.osc_port, self.http_port, self.root, lambda: self.proc.poll() is None,
                       lambda: "\n".join(self.lines))
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
 
 def main(argv: list[str] | None = None) -> int:

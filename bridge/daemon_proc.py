@@ -26,9 +26,9 @@ class DaemonProcess:
     """A running ``pose2person serve`` child process on loopback."""
 
     def __init__(self, args: list[str], *, shm_dir: Path | None = None, start_timeout: float = START_TIMEOUT_S,
-                 src: Path | None = None) -> None:
+                 src: Path | None = None, http: bool = False) -> None:
         cmd = [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--osc-port", "0", "--no-zeroconf",
-               "--no-http", "--log-level", "info"]
+               *(["--http-port", "0"] if http else ["--no-http"]), "--log-level", "info"]
         if shm_dir is not None:
             cmd += ["--shm-dir", str(shm_dir)]
         src_dir = str(src or Path(__file__).resolve().parent.parent)  # another checkout, to compare commits
@@ -56,6 +56,8 @@ class DaemonProcess:
             self.stop()
             raise BridgeError("no osc.udp port in the bridge's log:\n" + "\n".join(self.lines[-20:]))
         self.port = int(m.group(1))
+        http_m = re.search(r"http://127\.0\.0\.1:(\d+)", "\n".join(self.lines))
+        self.http_port = int(http_m.group(1)) if http_m else None
         model = re.search(r"ready \(model ([^)]*)\)", "\n".join(self.lines))
         self.model = model.group(1) if model else "?"
 
