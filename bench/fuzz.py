@@ -1234,7 +1234,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             code = daemon.stop()
     print(results.table())
-    print(f"\ndaemon exit code after SIGTERM: {code}")
+    print(f"\ndaemon exit code after SIGINT: {code}")
     defects = results.defects()
     print("defects: " + ("; ".join(defects) if defects else "none"))
     if args.json:
