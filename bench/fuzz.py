@@ -375,6 +375,20 @@ class UdpLink:
         self.sock.close()
 
 
+def read_chunk(sock: socket.socket | None, deadline: float) -> bytes | None:
+    """What a stream socket has before ``deadline``: bytes, ``b""`` at end of stream (or a
+    reset), None on timeout. Raises Closed when the link has no socket any more."""
+    if sock is None:
+        raise Closed()
+    ready, _, _ = select.select([sock], [], [], max(deadline - time.monotonic(), 0))
+    if not ready:
+        return None
+    try:
+        return sock.recv(1 << 16)
+    except OSError:
+        return b""
+
+
 class TcpLink:
     """OSC over TCP; reconnects after the bridge closes the stream (it does after a bad length)."""
 
@@ -430,16 +444,9 @@ class TcpLink:
             got = self._take()
             if got is not None:
                 return got
-            if self.sock is None:
-                raise Closed()
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.sock], [], [], max(left, 0))
-            if not ready:
+            chunk = read_chunk(self.sock, deadline)
+            if chunk is None:
                 return None
-            try:
-                chunk = self.sock.recv(1 << 16)
-            except OSError:
-                chunk = b""
             if not chunk:
                 self.close()
                 got = self._take()
@@ -541,15 +548,9 @@ class WsLink:
                 if opcode in (1, 2):
                     return payload
                 continue
-            if self.sock is None:
-                raise Closed()
-            ready, _, _ = select.select([self.sock], [], [], max(deadline - time.monotonic(), 0))
-            if not ready:
+            chunk = read_chunk(self.sock, deadline)
+            if chunk is None:
                 return None
-            try:
-                chunk = self.sock.recv(1 << 16)
-            except OSError:
-                chunk = b""
             if not chunk:
                 self.close()
                 raise Closed()

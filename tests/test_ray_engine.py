@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -33,6 +33,19 @@ import pytest
 from bridge.client import RemoteError
 from conftest import IN_CI, REPO, RunningBridge, start_bridge, wait_until
 
+
+def start_clients(run: Callable[[int], None], n: int) -> list[threading.Thread]:
+    """``run(0)`` .. ``run(n - 1)``, each on its own thread, started."""
+    threads = [threading.Thread(target=run, args=(c,)) for c in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def run_clients(run: Callable[[int], None], n: int, timeout: float) -> None:
+    """:func:`start_clients`, then wait for all of them (each join bounded by ``timeout``)."""
+    for t in start_clients(run, n):
+        t.join(timeout)
 
 def _find_spec_safe(name: str) -> object:
     import importlib.util
@@ -246,11 +259,7 @@ def test_several_clients_spread_over_replicas_in_order_equal_to_local(ray_bridge
         finally:
             client.close()
 
-    threads = [threading.Thread(target=client_run, args=(c,)) for c in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    run_clients(client_run, 3, 120)
     assert sorted(results) == [0, 1, 2]
     local = local_bridge.client(timeout=30)
     try:
@@ -313,11 +322,7 @@ def test_switch_reaches_every_replica_before_ready_and_generates_like_local(ray_
             client.close_shm(session)
             client.close()
 
-    threads = [threading.Thread(target=client_run, args=(c,)) for c in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(180)
+    run_clients(client_run, 3, 180)
     local = local_bridge.client(timeout=60)
     session = local.open_shm("want", 80, 60, "BGRA8")
     try:
@@ -374,9 +379,7 @@ def test_a_killed_replica_is_replaced_and_its_frame_answered(ray_bridge: Running
             client.close_shm(session)
             client.close()
 
-    threads = [threading.Thread(target=client_run, args=(c,)) for c in range(2)]
-    for t in threads:
-        t.start()
+    threads = start_clients(client_run, 2)
     assert wait_until(lambda: all(len(o) >= 2 for o in outcomes.values()), 60)
     rows = health(ray_bridge)["engine"]["replicas"]
     victim = next(iter(rows.values()))
@@ -508,9 +511,7 @@ def test_autoscaling_adds_a_replica_under_load(cluster: str, tmp_path: Path) -> 
             client.close_shm(session)
             client.close()
 
-    threads = [threading.Thread(target=client_run, args=(c,)) for c in range(3)]
-    for t in threads:
-        t.start()
+    threads = start_clients(client_run, 3)
     try:
         def two_working() -> bool:
             engine = health(bridge)["engine"]
