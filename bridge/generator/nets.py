@@ -1,7 +1,7 @@
 """ResNet and U-Net generators whose ``state_dict`` matches pytorch-CycleGAN-and-pix2pix.
 
-Written for this project from the reference's documented layout (docs/GENERATOR.md,
-``shared/notes/cyclegan.md``): module names, indices and parameter shapes are the reference's,
+Written for this project from the reference's documented layout (docs/GENERATOR.md): module
+names, indices and parameter shapes are the reference's,
 so its checkpoints load with ``strict=True``. Behaviour that only matters at test time
 (batch statistics in BatchNorm, dropout) is controlled by :func:`set_norm_mode` instead of
 ``train()``/``eval()``, because the reference's test path runs in train mode.
