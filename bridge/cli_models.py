@@ -36,13 +36,25 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-batch", type=int, default=1, metavar="N",
                    help="generate up to N clients' waiting frames as one batch (default 1; pays on GPUs, "
                         "see docs/BENCHMARKS.md)")
+    g.add_argument("--pipeline-depth", type=_depth, default=0, metavar="auto|D",
+                   help="frames of one client in flight at once, so pose and generator overlap on consecutive "
+                        "frames (default auto: 2 when the pose is DensePose, else 1; docs/GENERATOR.md)")
+
+
+def _depth(text: str) -> int:
+    if text == "auto":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number, not {text!r}") from None
 
 
 def model_option_values(args: argparse.Namespace) -> dict[str, Any]:
     return {"model_dirs": args.model_dirs, "device": args.device, "precision": args.precision,
             "norm_mode": args.norm_mode, "accel": args.accel, "pose": args.pose,
             "densepose_model": args.densepose_model, "memory_budget_mb": args.memory_budget_mb,
-            "max_batch": args.max_batch, "threads": args.threads}
+            "max_batch": args.max_batch, "pipeline_depth": args.pipeline_depth, "threads": args.threads}
 
 
 def add_parsers(sub: Any) -> None:

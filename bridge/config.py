@@ -97,6 +97,7 @@ class PipelineConfig:
     memory_budget_mb: int = 4096  # weights of resident (recently used) models kept loaded
     warm_up: bool = True  # run each model once before it takes frames
     max_batch: int = 1  # frames of different clients generated as one batch (local engine; docs/GENERATOR.md)
+    pipeline_depth: int = 0  # frames of one client in flight at once (0 = auto: 2 with DensePose, else 1)
     threads: int = 0  # torch intra-op threads for the model (0 = torch's default: one per core)
 
 
@@ -193,6 +194,7 @@ def resolve(
     densepose_model: str = "densepose_rcnn_R_50_FPN_s1x",
     memory_budget_mb: int = 4096,
     max_batch: int = 1,
+    pipeline_depth: int = 0,
     threads: int = 0,
     engine: EngineConfig | None = None,
     safe_output: str = "last",
@@ -233,7 +235,8 @@ def resolve(
             raise ConfigError(f"--zeroconf-interface {iface!r} is not an IP address") from None
     pipeline = resolve_pipeline(model=model, model_dirs=model_dirs, device=device, precision=precision,
                                 norm_mode=norm_mode, accel=accel, pose=pose, densepose_model=densepose_model,
-                                memory_budget_mb=memory_budget_mb, max_batch=max_batch, threads=threads)
+                                memory_budget_mb=memory_budget_mb, max_batch=max_batch,
+                                pipeline_depth=pipeline_depth, threads=threads)
     return Config(
         osc=OscConfig(host=host, port=_check_port("--osc-port", osc_port), tcp=not no_tcp),
         http=HttpConfig(host=host, port=_check_port("--http-port", http_port), enabled=not no_http),
@@ -261,7 +264,7 @@ def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None
                      precision: str | None = None, norm_mode: str | None = None, accel: str = "auto",
                      pose: str | None = None, densepose_model: str = "densepose_rcnn_R_50_FPN_s1x",
                      memory_budget_mb: int = 4096, warm_up: bool = True, max_batch: int = 1,
-                     threads: int = 0) -> PipelineConfig:
+                     pipeline_depth: int = 0, threads: int = 0) -> PipelineConfig:
     """Validate the model-side options (shared by ``serve``, ``run`` and ``check``)."""
     for flag, value, choices in (("--precision", precision, PRECISION_CHOICES),
                                  ("--norm-mode", norm_mode, NORM_MODE_CHOICES),
@@ -274,6 +277,8 @@ def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None
         raise ConfigError("--memory-budget-mb must be >= 0")
     if not 1 <= max_batch <= 64:
         raise ConfigError(f"--max-batch must be 1..64, not {max_batch}")
+    if not 0 <= pipeline_depth <= 4:
+        raise ConfigError(f"--pipeline-depth must be auto (0) or 1..4, not {pipeline_depth}")
     if not 0 <= threads <= 256:
         raise ConfigError(f"--threads must be 0 (torch's default) .. 256, not {threads}")
     dirs: list[Path] = []
@@ -284,7 +289,8 @@ def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None
         dirs.append(d.resolve())
     return PipelineConfig(model=model, model_dirs=tuple(dirs), device=device, precision=precision,
                           norm_mode=norm_mode, accel=accel, pose=pose, densepose_model=densepose_model,
-                          memory_budget_mb=memory_budget_mb, warm_up=warm_up, max_batch=max_batch, threads=threads)
+                          memory_budget_mb=memory_budget_mb, warm_up=warm_up, max_batch=max_batch,
+                          pipeline_depth=pipeline_depth, threads=threads)
 
 
 ENGINE_CHOICES = ("local", "ray")

@@ -8,6 +8,7 @@ was overtaken in its mailbox never touches a file or a shared-memory slot.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,10 @@ class FrameJob:
     # Set by the stall watchdog when it hands this frame to a new worker: the stuck thread, if
     # it ever returns, must neither publish nor write (its slot or file now belongs to the retry).
     abandoned: bool = field(default=False, repr=False)
+    # With several frames of a client in flight (bridge/reply_order.py): the previous frame's
+    # "answered" event, which this frame waits for before it publishes, and its own.
+    after: threading.Event | None = field(default=None, repr=False)
+    answered: threading.Event | None = field(default=None, repr=False)
 
     def run(self, stage: Stage) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -8,13 +8,18 @@ With ``exclusive=True`` (several workers, e.g. the Ray engine's dispatchers) a t
 *held* until :meth:`LatestMailboxes.release`: its next frame waits in its slot (and can still be
 overtaken) instead of going to a second worker, so a client never has two frames in flight and
 its replies keep their order.
+
+A pipelined stage (pose and generator on their own threads, ``--pipeline-depth 2``) lets a
+client have ``depth`` frames in flight: its next frame is taken while the previous one is in
+the generator, so the two stages overlap on one client's consecutive frames. The pipeline then
+keeps the replies in order (:mod:`bridge.pipeline`); the mailbox only counts.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from typing import Generic, Hashable, TypeVar
+from typing import Callable, Generic, Hashable, TypeVar
 
 T = TypeVar("T")
 
@@ -26,13 +31,30 @@ class MailboxClosed(Exception):
 class LatestMailboxes(Generic[T]):
     """Thread-safe single-slot mailboxes keyed by client, served round-robin."""
 
-    def __init__(self, exclusive: bool = False) -> None:
+    def __init__(self, exclusive: bool = False, depth: int = 1,
+                 on_take: Callable[[Hashable, T], None] | None = None) -> None:
         self._slots: OrderedDict[Hashable, T] = OrderedDict()
         self._ready: deque[Hashable] = deque()  # clients with a full slot, each at most once
         self._cond = threading.Condition()
         self._closed = False
         self._exclusive = exclusive
-        self._held: set[Hashable] = set()  # exclusive mode: clients with a frame in flight
+        self._held: dict[Hashable, int] = {}  # exclusive mode: frames in flight per client (> 0)
+        self._in_flight = 0  # exclusive mode: the sum of _held
+        self._depth = max(1, depth)  # exclusive mode: frames a client may have in flight
+        self._limit = 0  # exclusive mode: frames in flight in all (0 = no limit beyond the workers)
+        self._on_take = on_take  # called under the lock with each taken job (take order = call order)
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def set_limits(self, depth: int, total: int = 0) -> None:
+        """Exclusive mode: from now on each client may have up to ``depth`` frames in flight, and
+        all clients together ``total`` (0 = as many as there are workers). Lower limits let the
+        frames already taken finish; only new takes wait."""
+        with self._cond:
+            self._depth, self._limit = max(1, depth), max(0, total)
+            self._cond.notify_all()
 
     def put(self, key: Hashable, item: T) -> T | None:
         """Store ``item`` as ``key``'s newest job; return the job it overtook, if any."""
@@ -74,29 +96,39 @@ class LatestMailboxes(Generic[T]):
             key = self._next_key()
             if self._exclusive:
                 self._ready.remove(key)
-                self._held.add(key)
+                self._held[key] = self._held.get(key, 0) + 1
+                self._in_flight += 1
             else:
                 self._ready.popleft()
-            return self._slots.pop(key)
+            item = self._slots.pop(key)
+            if self._on_take is not None:
+                self._on_take(key, item)
+            return item
 
     def _next_key(self) -> Hashable | None:
         if not self._exclusive:
             return self._ready[0] if self._ready else None
-        return next((k for k in self._ready if k not in self._held), None)
+        if self._limit and self._in_flight >= self._limit:
+            return None
+        return next((k for k in self._ready if self._held.get(k, 0) < self._depth), None)
 
     def release(self, key: Hashable) -> None:
-        """Exclusive mode: ``key``'s frame is answered; its next frame may be taken."""
+        """Exclusive mode: one of ``key``'s frames is answered; its next frame may be taken."""
         if not self._exclusive:
             return
         with self._cond:
-            self._held.discard(key)
-            if key in self._slots:
+            held = self._held.pop(key, 0)
+            if held > 1:
+                self._held[key] = held - 1
+            if held:
+                self._in_flight -= 1
+            if self._slots:
                 self._cond.notify_all()
 
     def in_flight(self) -> int:
-        """Exclusive mode: clients with a frame taken and not yet released."""
+        """Exclusive mode: frames taken and not yet released (all clients)."""
         with self._cond:
-            return len(self._held)
+            return self._in_flight
 
     def discard(self, key: Hashable) -> T | None:
         """Remove ``key``'s pending job (a client that went away); return it if there was one."""

@@ -10,8 +10,11 @@ Thread contract:
 * Model loading runs on a separate loader thread, so a slow load never stalls frames;
   the worker picks up the new stage at the next frame boundary.
 * Where the model runs is the engine's business (:mod:`bridge.engines`): the local engine
-  keeps one worker thread; an engine with ``max_in_flight > 1`` (Ray) gets that many workers
-  over exclusive mailboxes, so each client still has at most one frame in flight.
+  keeps one worker thread; an engine with ``max_in_flight > 1`` (Ray, ``--max-batch``,
+  ``--pipeline-depth``) gets that many workers over exclusive mailboxes. The active stage says
+  how many frames it takes at once (``frames_in_flight``) and how many of one client
+  (``pipeline_depth``, default 1); with more than one, :mod:`bridge.reply_order` keeps each
+  client's replies in frame order.
 * Nothing a model does stops the show (:mod:`bridge.safe_output`): workers start before the
   first model has loaded and answer with safe output meanwhile; a frame that fails in the
   model gets the client's safe picture; a frame that runs past ``stall_timeout_s`` makes a
@@ -36,6 +39,7 @@ from .osc import encode_message
 from . import protocol, stages
 from .engines import Engine, create_engine
 from .monitor import FrameTap
+from .reply_order import ReplyOrder
 from .safe_output import LastFrames, SafeOutput, StageUnavailable
 from .stats import PipelineStats
 
@@ -79,8 +83,18 @@ class Pipeline:
         self.restarts = 0
         self.catalog = stages.Catalog(config)
         self.engine: Engine = create_engine(self.catalog, engine)
-        self._workers_n = max(1, int(self.engine.max_in_flight))
-        self._mailboxes: LatestMailboxes[FrameJob] = LatestMailboxes(exclusive=self._workers_n > 1)
+        # Workers: as many as the active stage takes frames at once, up to the engine's bound (the
+        # local engine starts with the fewest it may need and grows when a stage asks for more).
+        self._max_workers = max(1, int(self.engine.max_in_flight))
+        self._workers_n = min(self._max_workers, max(1, int(getattr(self.engine, "workers_at_start",
+                                                                      self._max_workers))))
+        # Several frames of one client at once (a pipelined stage): replies are chained in order.
+        self._order: ReplyOrder | None = None
+        if int(getattr(self.engine, "pipeline_depth", 1)) > 1:
+            stall = self.safety.stall_timeout_s
+            self._order = ReplyOrder(patience_s=2 * stall if stall > 0 else 30.0)
+        self._mailboxes: LatestMailboxes[FrameJob] = LatestMailboxes(
+            exclusive=self._max_workers > 1, on_take=self._order.chain if self._order is not None else None)
         self._stage: stages.Stage | None = None
         self._workers: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,14 +110,14 @@ class Pipeline:
         self._loop = asyncio.get_running_loop()
         self._stage = UnavailableStage(self._initial_model, "loading")
         self._start_workers()
-        self._stage = await self.engine.async_start(self._initial_model)
+        self._activate(await self.engine.async_start(self._initial_model))
         if self.safety.stall_timeout_s > 0:
             self._watchdog = self._loop.create_task(self._async_watch(), name="p2p-stall-watchdog")
         log.info("pipeline ready: model %s (engine %s)", self.model_name, self.engine.kind)
 
-    def _start_workers(self) -> None:
+    def _start_workers(self, count: int | None = None) -> None:
         gen = self._generation
-        for _ in range(self._workers_n):
+        for _ in range(self._workers_n if count is None else count):
             wid = self._next_worker_id
             self._next_worker_id += 1
             name = "p2p-worker" if wid == 0 and self._workers_n == 1 else f"p2p-worker-{wid}"
@@ -157,6 +171,17 @@ class Pipeline:
         """A job's safe-output context for ``client`` under ``policy``."""
         return SafeOutput(policy, client, self.last_frames)
 
+    def _activate(self, stage: stages.Stage) -> None:
+        """Make ``stage`` the one the workers call (an atomic reference swap: a worker reads it
+        once per frame), with the mailbox limits it asks for."""
+        total = int(getattr(stage, "frames_in_flight", 0))
+        self._mailboxes.set_limits(int(getattr(stage, "pipeline_depth", 1)), total)
+        wanted = min(self._max_workers, total or self._max_workers)
+        if wanted > self._workers_n:
+            self._start_workers(wanted - self._workers_n)
+            self._workers_n = wanted
+        self._stage = stage
+
     @property
     def stage(self) -> stages.Stage | None:
         """The active stage (the worker reads it once per frame)."""
@@ -175,7 +200,7 @@ class Pipeline:
         self.catalog.validate(spec)
         assert self._loop is not None
         stage = await self.engine.async_switch(spec)
-        self._stage = stage  # an atomic reference swap: the worker reads it once per frame
+        self._activate(stage)
         self._active_spec = spec
         log.info("model switched to %s (resident: %s)", stage.name, ", ".join(self.resident_models()))
         return stage.name
@@ -186,10 +211,12 @@ class Pipeline:
             await asyncio.sleep(WATCHDOG_PERIOD_S)
             now = time.monotonic()
             with self._busy_lock:
-                stuck = [(start, job) for start, job, gen in self._busy.values()
-                         if gen == self._generation and now - start > self.safety.stall_timeout_s]
-            if stuck:
-                self._restart_after_stall(stuck)
+                running = [(start, job) for start, job, gen in self._busy.values() if gen == self._generation]
+            if any(now - start > self.safety.stall_timeout_s for start, _ in running):
+                # Every frame of this generation goes, not only the stuck one: with several workers
+                # on one stage (--max-batch, --pipeline-depth) the others wait behind the stuck
+                # call and would otherwise hold their clients for ever.
+                self._restart_after_stall(running)
 
     def _restart_after_stall(self, stuck: list[tuple[float, FrameJob]]) -> None:
         """Retire the running workers, answer their frames on new ones, reload the model."""
@@ -200,19 +227,23 @@ class Pipeline:
                     name, time.monotonic() - min(s for s, _ in stuck), self.safety.stall_timeout_s, len(stuck))
         self._stage = UnavailableStage(name, f"restarting after a stall of over {self.safety.stall_timeout_s:g} s")
         self._workers = [w for w in self._workers if w.is_alive()]
-        for _, job in stuck:
+        # Newest first: where one client had several frames running, its newest gets the retry
+        # and the older ones are answered as dropped (the latest frame wins).
+        for _, job in sorted(stuck, key=lambda sj: sj[1].received_ns, reverse=True):
             job.abandoned = True  # if the stuck thread ever returns, it publishes nothing
             release = getattr(job, "release_output", None)  # shm jobs: free its output slot for the retry
             if release is not None:
                 release()
             # The stuck thread keeps its job object; the retry is a copy, answered by a new worker
             # with safe output, unless a newer frame of that client already waits (then dropped).
-            retry = dataclasses.replace(job, tap=None, abandoned=False)
+            retry = dataclasses.replace(job, tap=None, abandoned=False, after=None, answered=None)
             if retry.safe is not None:
                 retry.safe = dataclasses.replace(retry.safe, reason=None)
             if not self._mailboxes.put_if_absent(job.client, retry):
                 self.stats.count_dropped()
                 job.reply(encode_message(protocol.FRAME_DROPPED, job.frame_id, -1))
+            if self._order is not None:  # its successor must not wait for the stuck call
+                self._order.answered(job.client, job)
             self._mailboxes.release(job.client)
         self._start_workers()
         if self._reload is None or self._reload.done():
@@ -227,7 +258,7 @@ class Pipeline:
             log.error("model %s could not be reloaded after a stall: %s; switch models to recover", spec, exc)
             return
         if self._active_spec == spec:
-            self._stage = stage
+            self._activate(stage)
             log.info("model %s restarted", stage.name)
 
     # -- worker thread ------------------------------------------------------------------
@@ -242,6 +273,9 @@ class Pipeline:
             if job is None:
                 continue
             if generation != self._generation:  # retired while waiting: hand the frame back
+                if self._order is not None:
+                    self._order.answered(job.client, job)
+                    job.after = job.answered = None
                 if not self._mailboxes.put_if_absent(job.client, job):
                     self.stats.count_dropped()
                 self._mailboxes.release(job.client)
@@ -252,7 +286,7 @@ class Pipeline:
             with self._busy_lock:
                 self._busy[wid] = (time.monotonic(), job, generation)
             try:
-                packet = job.run(stage)
+                packet = job.run(stage if self._order is None else self._order.stage_for(job, stage))
                 self.stats.count_processed(job.latency_ms)
                 if self.monitor is not None:
                     self.monitor.offer(job, stage)
@@ -290,8 +324,10 @@ class Pipeline:
             except RuntimeError:  # loop closed during shutdown
                 return
             finally:
-                # Only now may this client's next frame go: its reply is sent (or queued on the
-                # loop, in order), so replies never overtake each other.
+                # Only now may this client's next frame go (or, pipelined, publish): its reply is
+                # sent (or queued on the loop, in order), so replies never overtake each other.
+                if self._order is not None:
+                    self._order.answered(job.client, job)
                 self._mailboxes.release(job.client)
             if retired:
                 return

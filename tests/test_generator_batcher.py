@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +13,7 @@ from bridge.generator.batcher import BatchingStage
 from bridge.generator.engine import GeneratorEngine
 from bridge.generator.nets import GeneratorSpec, build_generator
 from bridge.generator.processing import InputContract
-from bridge.generator.stage import GeneratorStage
+from bridge.generator.stage import GeneratorStage, ImagePose
 
 
 class SlowPose:
@@ -54,3 +56,80 @@ def test_batches_across_callers_equal_one_by_one_and_poses_run_on_their_own_thre
         assert np.abs(results[i].astype(int) - inner.generate(f).astype(int)).max() <= 1
     assert pose.threads == {"p2p-pose-tiny"}  # never on a caller's or the generator's thread
     assert max(stage.batches) >= 2  # the callers' frames shared network calls
+
+
+def tiny_densepose_stage(tmp_path: Any, depth: int) -> tuple[GeneratorStage, BatchingStage]:
+    """A generator whose pose is real DensePose (random weights in the official R_50_FPN layout,
+    tuned to find people, at a small short side) behind the two-thread stage."""
+    from densepose_ckpt import official_arrays, write_pkl
+
+    from bridge.densepose import load_predictor
+    from bridge.densepose.settings import DensePoseSettings
+    from bridge.generator.stage import DensePosePose
+
+    weights = tmp_path / "model_final_000000.pkl"
+    write_pkl(weights, official_arrays("densepose_rcnn_R_50_FPN_s1x", seed=1))
+    predictor = load_predictor(weights, "densepose_rcnn_R_50_FPN_s1x",
+                               settings=DensePoseSettings(short_side=128, max_side=160, max_people=1))
+    spec = GeneratorSpec("resnet_6blocks", ngf=8)
+    engine = GeneratorEngine(spec, build_generator(spec).state_dict(), device="cpu", accel="eager")
+    inner = GeneratorStage(ModelCard(name="dp"), engine, InputContract(load_size=128, crop_size=128),
+                           DensePosePose(predictor, "dp_segm"), "dp_segm")
+    return inner, BatchingStage(inner, max_batch=1, depth=depth)
+
+
+def test_depth_two_overlaps_densepose_of_the_next_frame_with_the_generator_of_this_one(tmp_path: Any) -> None:
+    """One client, two frames in flight (as the pipeline's two workers hold them): the pose of
+    frame k+1 runs while the generator works on frame k, and every frame gets its own picture."""
+    from bridge import metrics
+
+    inner, stage = tiny_densepose_stage(tmp_path, depth=2)
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (96, 80, 3), dtype=np.uint8) for _ in range(6)]
+    results: dict[int, np.ndarray] = {}
+    timings: dict[int, dict[str, float]] = {}
+    slots = threading.Semaphore(2)  # depth 2: the next frame goes in while one is still in the stage
+
+    def call(i: int) -> None:
+        metrics.begin_frame()
+        try:
+            results[i] = stage.process(frames[i], "RGB8")
+        finally:
+            timings[i] = metrics.end_frame() or {}
+            slots.release()
+
+    callers = []
+    for i in range(len(frames)):
+        slots.acquire()
+        callers.append(threading.Thread(target=call, args=(i,)))
+        callers[-1].start()
+        time.sleep(0.01)  # frames arrive in order
+    for t in callers:
+        t.join(60)
+    stage.close()
+    assert sorted(results) == list(range(len(frames)))
+    for i, f in enumerate(frames):  # nothing mixed up between frames in flight
+        assert np.abs(results[i].astype(int) - inner.process(f, "RGB8").astype(int)).max() <= 1
+    poses = [(s, e) for kind, s, e in stage.trace if kind == "pose"]
+    gens = [(s, e) for kind, s, e in stage.trace if kind == "generator"]
+    assert len(poses) == len(gens) == len(frames)
+    overlapped = sum(1 for k in range(len(frames) - 1) if poses[k + 1][0] < gens[k][1])
+    assert overlapped >= 1, (poses, gens)  # pose k+1 started before generator k ended
+    # Both threads' times are filed under the frame of the worker that asked.
+    assert all(t.get("pose", 0) > 0 and t.get("generator", 0) > 0 for t in timings.values()), timings
+
+
+def test_close_stops_both_threads_and_a_late_call_runs_on_its_caller(tmp_path: Any) -> None:
+    spec = GeneratorSpec("resnet_6blocks", ngf=4)
+    engine = GeneratorEngine(spec, build_generator(spec).state_dict(), device="cpu", accel="eager")
+    inner = GeneratorStage(ModelCard(name="closing"), engine, InputContract(load_size=64, crop_size=64),
+                           ImagePose(), "dp_segm")
+    stage = BatchingStage(inner, max_batch=2, depth=2)
+    frame = np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    want = inner.generate(frame)
+    assert np.array_equal(stage.process(frame, "RGB8"), want)
+    stage.close()
+    for t in stage._threads:
+        t.join(10)
+        assert not t.is_alive()
+    assert np.array_equal(stage.process(frame, "RGB8"), want)  # a frame that read the stage just before a swap

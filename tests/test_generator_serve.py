@@ -6,7 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -206,17 +208,24 @@ def test_run_offline_writes_images_and_videos(models: Path, tmp_path: Path) -> N
     cap.release()
 
 
-def test_pose_densepose_runs_both_stages_on_camera_frames(models: Path, tmp_path: Path) -> None:
-    """--pose densepose: DensePose (random weights in the official layout, tuned to find people)
-    renders the pose image, the generator draws the person; every frame is answered."""
+def tiny_densepose(root: Path) -> Path:
+    """``root/tiny_densepose/``: a DensePose card with random weights in the official R_50_FPN
+    layout, tuned to find people, at a small short side."""
     from densepose_ckpt import official_arrays, write_pkl
 
-    dp = tmp_path / "dp" / "tiny_densepose"
+    dp = root / "tiny_densepose"
     dp.mkdir(parents=True)
     write_pkl(dp / "model_final_000000.pkl", official_arrays("densepose_rcnn_R_50_FPN_s1x", seed=1))
     (dp / "card.toml").write_text(
         'name = "tiny_densepose"\nkind = "densepose"\n[weights]\nfile = "model_final_000000.pkl"\n'
         '[densepose]\nconfig = "densepose_rcnn_R_50_FPN_s1x"\nshort_side = 160\nmax_side = 256\nmax_people = 2\n')
+    return dp
+
+
+def test_pose_densepose_runs_both_stages_on_camera_frames(models: Path, tmp_path: Path) -> None:
+    """--pose densepose: DensePose (random weights in the official layout, tuned to find people)
+    renders the pose image, the generator draws the person; every frame is answered."""
+    tiny_densepose(tmp_path / "dp")
     bridge = start_bridge(tmp_path, "--model", "artist", "--models-dir", str(models), "--models-dir",
                           str(tmp_path / "dp"), "--pose", "densepose", "--densepose-model", "tiny_densepose",
                           timeout=180)
@@ -232,6 +241,63 @@ def test_pose_densepose_runs_both_stages_on_camera_frames(models: Path, tmp_path
             assert pose.shape == (64, 96, 4)
     finally:
         bridge.stop()
+
+
+def test_densepose_pipelines_one_clients_frames_and_answers_them_in_order(models: Path, tmp_path: Path) -> None:
+    """--pose densepose (pipeline depth auto = 2): a camera streaming faster than the model has two
+    frames in flight, DensePose of the next beside the generator of this one. Every frame is
+    answered exactly once (ready or overtaken), results come in frame order, each is that frame's
+    own picture (DensePose here, then test.py's generator path computed independently), and the
+    per-stage timings still cover pose and generator."""
+    from bridge.densepose import load_predictor
+    from bridge.densepose.settings import DensePoseSettings
+    from bridge.pose_render import render_pose
+
+    dp = tiny_densepose(tmp_path / "dp")
+    bridge = start_bridge(tmp_path, "--model", "artist", "--models-dir", str(models), "--models-dir",
+                          str(tmp_path / "dp"), "--pose", "densepose", "--densepose-model", "tiny_densepose",
+                          timeout=180)
+    predictor = load_predictor(dp / "model_final_000000.pkl", "densepose_rcnn_R_50_FPN_s1x",
+                               settings=DensePoseSettings(short_side=160, max_side=256, max_people=2))
+    frames = {fid: camera_bgra(64, 96, 100 + fid) for fid in range(1, 13)}
+    answers: list[tuple[str, int]] = []
+    results: dict[int, np.ndarray] = {}
+    try:
+        with BridgeClient("127.0.0.1", bridge.osc_port, timeout=120) as client:
+            session = client.open_shm("cam", 96, 64, "BGRA8")
+
+            def take(msg: Any) -> None:
+                ready = msg.address == f"{P}/frame/ready"
+                answers.append((msg.address, int(msg.args[1] if ready else msg.args[0])))
+                if ready:
+                    try:
+                        results[answers[-1][1]] = client.read_result(session, answers[-1][1])
+                    except Exception:  # overwritten already by a newer result: not checked
+                        pass
+
+            for fid, frame in frames.items():  # a camera: the next frame goes without waiting
+                client.submit_shm(session, frame, fid)
+                deadline = time.monotonic() + 0.05
+                while (msg := client.receive(max(0.0, deadline - time.monotonic()))) is not None:
+                    take(msg)
+            while len(answers) < len(frames) and (msg := client.receive(60)) is not None:
+                take(msg)
+            stages = client.request(f"{P}/status/stages", (), f"{P}/status/stages/reply").args
+    finally:
+        bridge.stop()
+    assert {a for a, _ in answers} <= {f"{P}/frame/ready", f"{P}/frame/dropped"}, answers
+    assert sorted(fid for _, fid in answers) == list(frames), answers  # each frame answered once
+    ready = [fid for a, fid in answers if a.endswith("ready")]
+    assert ready == sorted(ready) and len(ready) >= 2, answers  # in frame order
+    assert results
+    for fid, out in results.items():
+        bgr = np.ascontiguousarray(frames[fid][..., :3])
+        want = expected_output(models, "artist", render_pose(predictor.predict(bgr), "dp_segm", bgr))
+        assert np.abs(out[..., 2::-1].astype(int) - want.astype(int)).max() <= 1, fid
+    counts = {stages[i]: stages[i + 4] for i in range(0, len(stages), 5)}
+    assert counts.get("pose", 0) >= len(ready) and counts.get("generator", 0) >= len(ready), stages
+    text = "\n".join(bridge.log_lines)
+    assert "2 frame(s) per client in flight" in text
 
 
 def test_max_batch_generates_several_clients_together_with_the_same_pictures(models: Path, tmp_path: Path) -> None:

@@ -232,3 +232,59 @@ def test_close_twice_is_harmless() -> None:
     assert boxes.close() == []
     assert boxes.discard("a") is None
     assert boxes.pending() == 0
+
+
+# -- several frames of one client in flight (pipelined stages) --------------------------------------
+
+def test_depth_two_lets_a_client_have_two_frames_taken_and_counts_each_release() -> None:
+    taken_order: list[str] = []
+    box: LatestMailboxes[str] = LatestMailboxes(exclusive=True, on_take=lambda key, item: taken_order.append(item))
+    box.set_limits(depth=2)
+    box.put("a", "a1")
+    assert box.take(0.1) == "a1"
+    box.put("a", "a2")
+    assert box.take(0.1) == "a2"  # a second frame of the same client while a1 is in flight
+    box.put("a", "a3")
+    assert box.take(0.05) is None  # two in flight: a3 waits (and can be overtaken)
+    assert box.put("a", "a4") == "a3"
+    assert box.in_flight() == 2
+    box.release("a")
+    assert box.take(0.1) == "a4"
+    assert taken_order == ["a1", "a2", "a4"]  # the hook sees every take, in take order
+    box.release("a")
+    box.release("a")
+    assert box.in_flight() == 0
+    box.release("a")  # one release too many is harmless
+    assert box.in_flight() == 0
+
+
+def test_total_limit_caps_frames_in_flight_across_clients_and_a_release_wakes_the_others() -> None:
+    box: LatestMailboxes[str] = LatestMailboxes(exclusive=True)
+    box.set_limits(depth=1, total=1)
+    box.put("a", "a1")
+    box.put("b", "b1")
+    assert box.take(0.1) == "a1"
+    assert box.take(0.05) is None  # b waits: one frame in flight in all
+    got: list[str | None] = []
+    t = threading.Thread(target=lambda: got.append(box.take(5.0)))
+    t.start()
+    time.sleep(0.05)
+    assert not got
+    box.release("a")  # a has nothing waiting, but b does: the waiting worker must wake
+    t.join(5.0)
+    assert got == ["b1"]
+
+
+def test_lowering_the_depth_lets_frames_in_flight_finish() -> None:
+    box: LatestMailboxes[str] = LatestMailboxes(exclusive=True)
+    box.set_limits(depth=2)
+    box.put("a", "a1")
+    box.take(0.1)
+    box.put("a", "a2")
+    box.take(0.1)
+    box.set_limits(depth=1)  # e.g. a switch to a model that does not overlap frames
+    box.put("a", "a3")
+    box.release("a")
+    assert box.take(0.05) is None  # still one in flight: depth 1 now
+    box.release("a")
+    assert box.take(0.1) == "a3"

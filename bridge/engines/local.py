@@ -19,6 +19,9 @@ from ..stages import Catalog, Stage
 
 log = logging.getLogger(__name__)
 
+#: frames per client in flight for stages that overlap pose and generator (``--pipeline-depth auto``)
+AUTO_DEPTH = 2
+
 
 class ResidentStages:
     """Loaded stages in least-recently-used order within ``budget_bytes`` of weights (``nbytes``).
@@ -38,7 +41,11 @@ class ResidentStages:
 
     def put(self, spec: str, stage: Stage, active: Stage | None = None) -> None:
         """Make ``stage`` the most recent, then evict what no longer fits, never ``active``
-        (default: ``stage`` itself, i.e. ``stage`` becomes the active model)."""
+        (default: ``stage`` itself, i.e. ``stage`` becomes the active model). A stage that is
+        replaced or evicted is closed if it can be (its threads stop once idle)."""
+        old = self._stages.get(spec)
+        if old is not None and old is not stage:
+            _close(old)
         self._stages[spec] = stage
         self._stages.move_to_end(spec)
         self._evict(stage if active is None else active)
@@ -52,13 +59,23 @@ class ResidentStages:
             if self._stages[name] is active:
                 self._stages.move_to_end(name)
                 continue
-            del self._stages[name]
+            _close(self._stages.pop(name))
             log.info("model %s unloaded (memory budget %d MiB)", name, self.budget_bytes >> 20)
 
 
+def _close(stage: Stage) -> None:
+    close = getattr(stage, "close", None)
+    if close is not None:
+        close()
+
+
 class LockedStage:
-    """With several workers (``--max-batch``), a stage that cannot batch still sees one frame at a
-    time: its model state has one user. Attributes pass through (name, input_format, last_pose)."""
+    """With several workers (``--max-batch``, ``--pipeline-depth``), a stage that cannot batch
+    still sees one frame at a time: its model state has one user, and the pipeline takes one
+    frame at a time for it (``frames_in_flight``), so waiting frames stay in their mailboxes where
+    newer ones replace them. Attributes pass through (name, input_format, last_pose)."""
+
+    frames_in_flight = 1
 
     def __init__(self, inner: Stage) -> None:
         self._inner = inner
@@ -83,10 +100,14 @@ class LocalEngine:
 
     def __init__(self, catalog: Catalog, config: EngineConfig | None = None) -> None:
         self.catalog = catalog
-        # One worker thread owns the model; with --max-batch N there are N workers (one frame in
-        # flight per client) feeding a generator's one model thread (bridge/generator/batcher.py).
+        # One worker thread owns the model; with --max-batch N and --pipeline-depth D there are
+        # N * D workers (up to D frames in flight per client) feeding a generator's pose and
+        # model threads (bridge/generator/batcher.py). Depth 0 = auto: see depth_for().
         self.max_batch = catalog.config.max_batch
-        self.max_in_flight = self.max_batch
+        self._depth = catalog.config.pipeline_depth
+        self.pipeline_depth = self._depth or AUTO_DEPTH
+        self.max_in_flight = self.max_batch * self.pipeline_depth
+        self.workers_at_start = self.max_batch * (self._depth or 1)
         self._resident = ResidentStages(catalog.config.memory_budget_mb * 1024 * 1024)
         self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="p2p-loader")
 
@@ -102,13 +123,26 @@ class LocalEngine:
         self._resident.put(spec, stage)
         return stage
 
+    def depth_for(self, stage: Stage) -> int:
+        """Frames of one client ``stage`` may have in flight: the ``--pipeline-depth`` given, or
+        (auto) 2 for a generator whose pose is DensePose, where the two networks overlap, else 1
+        (a keypoint render or a given pose image is too quick to be worth a frame's freshness)."""
+        if self._depth:
+            return self._depth
+        return AUTO_DEPTH if getattr(stage, "pose_source", None) == "densepose" else 1
+
     def _batching(self, stage: Stage) -> Stage:
-        if self.max_batch > 1 and hasattr(stage, "generate_batch"):
+        depth = self.depth_for(stage)
+        if hasattr(stage, "generate_batch") and (self.max_batch > 1 or depth > 1):
             from ..generator.batcher import BatchingStage
 
-            log.info("model %s: frames of up to %d clients are generated in one batch", stage.name, self.max_batch)
-            return BatchingStage(stage, self.max_batch)  # type: ignore[arg-type]
-        return LockedStage(stage) if self.max_batch > 1 else stage
+            log.info("model %s: pose and generator on their own threads; batches of up to %d clients, %d frame(s) "
+                     "per client in flight", stage.name, self.max_batch, depth)
+            if self.max_batch > 1:
+                log.info("model %s: frames of up to %d clients are generated in one batch", stage.name,
+                         self.max_batch)
+            return BatchingStage(stage, self.max_batch, depth)  # type: ignore[arg-type]
+        return LockedStage(stage) if self.max_in_flight > 1 else stage
 
     async def async_reload(self, spec: str) -> Stage:
         """A fresh instance of ``spec`` (after a stall: the old one may be stuck in a frame)."""

@@ -1,45 +1,78 @@
-"""Batching frames of several clients through one generator (``--max-batch N``, local engine).
+"""A generator stage as a two-step pipeline: a pose thread, then a batching generator thread.
 
-The pipeline runs N worker threads over exclusive mailboxes (each client at most one frame in
-flight, as with the Ray engine); each worker's ``process`` call hands its frame to this stage's
-model threads and waits. A pose thread makes the pose images (DensePose, keypoint renders)
-one frame at a time; the generator thread takes every pose image that is ready (up to N) and
-generates them as one batch. So batches form by themselves under load, a lone client never
-waits for company (no timer, no added latency), and the pose of the next frames is computed
-while the generator works on the current batch: the two stages overlap on consecutive frames.
-Each model has one owner thread: the pose models the pose thread, the generator the other.
+Used by the local engine when frames may overlap: ``--max-batch N`` (frames of several clients
+in one network call) and ``--pipeline-depth D`` (up to D frames of one client in flight).
+
+* The pipeline runs ``N * D`` worker threads over exclusive mailboxes; each worker's
+  ``process`` call hands its frame to this stage and blocks until its picture is ready.
+* The **pose thread** makes the pose images (DensePose on camera frames, keypoint renders), one
+  frame at a time, in the order the frames came in.
+* The **generator thread** takes every pose image that is ready (up to N) and generates them as
+  one batch. Batches form by themselves under load; a lone frame never waits for company (no
+  timer, no added latency).
+* So the pose of frame k+1 is computed while the generator works on frame k, for one client
+  (depth 2) as for several: the two stages overlap on consecutive frames. Each model has one
+  owner thread (the pose models the pose thread, the generator the other).
+
+Timings: the two threads measure each frame's ``pose`` and ``generator`` time, and the calling
+worker files them under its frame (bridge/metrics.py), so ``/status/stages`` reads the same as
+for the one-thread stage. :meth:`BatchingStage.close` stops the threads once their queues are
+empty (an evicted or replaced model); a call that still arrives then runs on the caller's thread.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
 
+from ..metrics import record
 from ..pose_types import PoseResult
 from .stage import GeneratorStage
 
 log = logging.getLogger(__name__)
 
 
-class BatchingStage:
-    """A :class:`GeneratorStage` behind one model thread that batches concurrent calls."""
+class _Frame:
+    """One call travelling through the two threads."""
 
-    def __init__(self, inner: GeneratorStage, max_batch: int) -> None:
+    __slots__ = ("kind", "payload", "done", "pose", "pose_ms", "generator_ms")
+
+    def __init__(self, kind: str, payload: Any) -> None:
+        self.kind, self.payload = kind, payload
+        self.done: Future[np.ndarray] = Future()
+        self.pose: np.ndarray | None = None
+        self.pose_ms = self.generator_ms = 0.0
+
+
+class BatchingStage:
+    """A :class:`GeneratorStage` behind a pose thread and a generator thread (see the module
+    docstring). ``frames_in_flight`` (N * D) and ``pipeline_depth`` (D) tell the pipeline how
+    many frames it may hand over at once, in all and per client."""
+
+    def __init__(self, inner: GeneratorStage, max_batch: int, depth: int = 1) -> None:
         self.inner, self.max_batch = inner, max_batch
+        self.pipeline_depth = max(1, depth)
+        self.frames_in_flight = max(1, max_batch) * self.pipeline_depth
         self.name, self.input_format, self.nbytes = inner.name, inner.input_format, inner.nbytes
-        self._waiting: deque[tuple[str, Any, Future[np.ndarray]]] = deque()
+        self._waiting: deque[_Frame] = deque()  # bounded by the pipeline's workers
         self._cond = threading.Condition()
-        self.batches: deque[int] = deque(maxlen=256)  # recent batch sizes, for the benchmark and tests
-        self._largest = 1
-        self._posed: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()  # bounded by the workers
+        self._posed: deque[_Frame] = deque()
         self._posed_cond = threading.Condition()
+        self._closed = False
+        self._inline = threading.Lock()  # after close: late calls run one at a time on their caller
+        self.batches: deque[int] = deque(maxlen=256)  # recent batch sizes, for the benchmark and tests
+        # Recent (kind, start, end) perf_counter stamps of the two threads' work, for the tests and
+        # the benchmark that show the overlap.
+        self.trace: deque[tuple[str, float, float]] = deque(maxlen=512)
+        self._largest = 1
         self._threads = [threading.Thread(target=self._pose_loop, name=f"p2p-pose-{inner.name}", daemon=True),
-                         threading.Thread(target=self._loop, name=f"p2p-batch-{inner.name}", daemon=True)]
+                         threading.Thread(target=self._generator_loop, name=f"p2p-batch-{inner.name}", daemon=True)]
         for t in self._threads:
             t.start()
 
@@ -47,8 +80,13 @@ class BatchingStage:
     def last_pose(self) -> np.ndarray | None:
         return self.inner.last_pose
 
+    @property
+    def pose_source(self) -> str:
+        return self.inner.pose_source
+
     def describe(self) -> str:
-        return f"{self.inner.describe()}, batches of up to {self.max_batch}"
+        return (f"{self.inner.describe()}, batches of up to {self.max_batch}, "
+                f"{self.pipeline_depth} frame(s) per client in flight")
 
     def process(self, image: np.ndarray, fmt: str) -> np.ndarray:
         return self._submit("image", image)
@@ -56,49 +94,84 @@ class BatchingStage:
     def generate_from_pose(self, result: PoseResult) -> np.ndarray:
         return self._submit("pose", result)
 
-    def _submit(self, kind: str, payload: Any) -> np.ndarray:
-        done: Future[np.ndarray] = Future()
+    def close(self) -> None:
+        """Stop both threads once the frames already handed over are done. Idempotent."""
         with self._cond:
-            self._waiting.append((kind, payload, done))
-            self._cond.notify()
-        return done.result()  # the caller's input stays valid: it blocks until its frame is done
+            self._closed = True
+            self._cond.notify_all()
+
+    def _submit(self, kind: str, payload: Any) -> np.ndarray:
+        frame = _Frame(kind, payload)
+        with self._cond:
+            closed = self._closed
+            if not closed:
+                self._waiting.append(frame)
+                self._cond.notify()
+        if closed:  # a frame that read the stage just before it was replaced
+            with self._inline:
+                return self.inner.process(payload, "RGB8") if kind == "image" else self.inner.generate_from_pose(payload)
+        try:
+            return frame.done.result()  # the caller's input stays valid: it blocks until its frame is done
+        finally:  # the frame's stage timings, filed on the caller's (the worker's) thread
+            record("pose", frame.pose_ms)
+            if frame.generator_ms:
+                record("generator", frame.generator_ms)
 
     def _pose_loop(self) -> None:
-        """Pose images, one frame at a time, while the generator works on the previous batch: with
-        DensePose the two stages overlap on consecutive frames."""
         from ..pose_render import render_pose
 
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: bool(self._waiting))
-                kind, payload, fut = self._waiting.popleft()
+                self._cond.wait_for(lambda: bool(self._waiting) or self._closed)
+                if not self._waiting:  # closed and drained
+                    break
+                frame = self._waiting.popleft()
+            start = time.perf_counter()
+            failure: Exception | None = None
             try:  # a failing pose (one client's frame) fails only that frame
-                pose = (self.inner.pose.pose_image(payload) if kind == "image"
-                        else render_pose(payload, self.inner.pose_style, None))
+                frame.pose = (self.inner.pose.pose_image(frame.payload) if frame.kind == "image"
+                              else render_pose(frame.payload, self.inner.pose_style, None))
             except Exception as exc:
-                fut.set_exception(exc)
+                failure = exc
+            end = time.perf_counter()
+            frame.pose_ms = (end - start) * 1e3
+            self.trace.append(("pose", start, end))
+            if failure is not None:
+                frame.done.set_exception(failure)
                 continue
             with self._posed_cond:
-                self._posed.append((pose, fut))
+                self._posed.append(frame)
                 self._posed_cond.notify()
+        with self._posed_cond:  # tell the generator thread no more pose images will come
+            self._posed.append(None)  # type: ignore[arg-type]
+            self._posed_cond.notify()
 
-    def _loop(self) -> None:
+    def _generator_loop(self) -> None:
         """The generator: every pose image that is ready (up to ``max_batch``) in one call."""
         while True:
             with self._posed_cond:
                 self._posed_cond.wait_for(lambda: bool(self._posed))
-                batch = [self._posed.popleft() for _ in range(min(self.max_batch, len(self._posed)))]
-            poses = [p for p, _ in batch]
-            futures = [f for _, f in batch]
-            self.batches.append(len(poses))
-            if len(poses) > self._largest:
-                self._largest = len(poses)
-                log.info("model %s: a batch of %d frames", self.name, len(poses))
+                batch: list[_Frame] = []
+                while self._posed and len(batch) < self.max_batch and self._posed[0] is not None:
+                    batch.append(self._posed.popleft())
+                if not batch:  # the pose thread's end marker: closed and drained
+                    log.debug("model %s: pose and generator threads stopped", self.name)
+                    return
+            self.batches.append(len(batch))
+            if len(batch) > self._largest:
+                self._largest = len(batch)
+                log.info("model %s: a batch of %d frames", self.name, len(batch))
+            start = time.perf_counter()
             try:
-                outs = self.inner.generate_batch(poses)
+                outs: list[np.ndarray] | None = self.inner.generate_batch([f.pose for f in batch])  # type: ignore[misc]
+                failure = None
             except Exception as exc:  # the network failed: every frame of the batch hears it
-                for fut in futures:
-                    fut.set_exception(exc)
-                continue
-            for fut, out in zip(futures, outs):
-                fut.set_result(out)
+                outs, failure = None, exc
+            end = time.perf_counter()
+            self.trace.append(("generator", start, end))
+            for i, f in enumerate(batch):
+                f.generator_ms = (end - start) * 1e3
+                if outs is None:
+                    f.done.set_exception(failure)  # type: ignore[arg-type]
+                else:
+                    f.done.set_result(outs[i])
