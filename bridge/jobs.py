@@ -104,6 +104,7 @@ class FrameJob:
     # "answered" event, which this frame waits for before it publishes, and its own.
     after: threading.Event | None = field(default=None, repr=False)
     answered: threading.Event | None = field(default=None, repr=False)
+    advanced: bool = field(default=False, repr=False)  # left a pipelined stage's pose step (bridge/latest.py)
 
     def run(self, stage: Stage) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -10,9 +10,11 @@ overtaken) instead of going to a second worker, so a client never has two frames
 its replies keep their order.
 
 A pipelined stage (pose and generator on their own threads, ``--pipeline-depth 2``) lets a
-client have ``depth`` frames in flight: its next frame is taken while the previous one is in
-the generator, so the two stages overlap on one client's consecutive frames. The pipeline then
-keeps the replies in order (:mod:`bridge.pipeline`); the mailbox only counts.
+client have up to ``depth`` frames in flight, but only one in its first step: the client's next
+frame is taken when the previous one has *left* the pose step (:meth:`LatestMailboxes.advance`),
+so the pose of the newest frame runs beside the generator of the previous one, and a frame never
+waits behind its own client's pose (where a newer frame could no longer replace it). The
+pipeline keeps the replies in order (:mod:`bridge.reply_order`); the mailbox only counts.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class LatestMailboxes(Generic[T]):
         self._exclusive = exclusive
         self._held: dict[Hashable, int] = {}  # exclusive mode: frames in flight per client (> 0)
         self._in_flight = 0  # exclusive mode: the sum of _held
+        self._entering: dict[Hashable, int] = {}  # exclusive mode: frames in flight not yet advanced
         self._depth = max(1, depth)  # exclusive mode: frames a client may have in flight
         self._limit = 0  # exclusive mode: frames in flight in all (0 = no limit beyond the workers)
         self._on_take = on_take  # called under the lock with each taken job (take order = call order)
@@ -97,6 +100,7 @@ class LatestMailboxes(Generic[T]):
             if self._exclusive:
                 self._ready.remove(key)
                 self._held[key] = self._held.get(key, 0) + 1
+                self._entering[key] = self._entering.get(key, 0) + 1
                 self._in_flight += 1
             else:
                 self._ready.popleft()
@@ -110,18 +114,28 @@ class LatestMailboxes(Generic[T]):
             return self._ready[0] if self._ready else None
         if self._limit and self._in_flight >= self._limit:
             return None
-        return next((k for k in self._ready if self._held.get(k, 0) < self._depth), None)
+        return next((k for k in self._ready if k not in self._entering and self._held.get(k, 0) < self._depth),
+                    None)
 
-    def release(self, key: Hashable) -> None:
-        """Exclusive mode: one of ``key``'s frames is answered; its next frame may be taken."""
+    def advance(self, key: Hashable) -> None:
+        """Exclusive mode: one of ``key``'s frames left the stage's first step; with ``depth`` > 1
+        its next frame may be taken now. Call at most once per taken frame."""
         if not self._exclusive:
             return
         with self._cond:
-            held = self._held.pop(key, 0)
-            if held > 1:
-                self._held[key] = held - 1
-            if held:
+            if _decrement(self._entering, key) and key in self._slots:
+                self._cond.notify_all()
+
+    def release(self, key: Hashable, advanced: bool = False) -> None:
+        """Exclusive mode: one of ``key``'s frames is answered (``advanced``: :meth:`advance` was
+        called for it); its next frame may be taken."""
+        if not self._exclusive:
+            return
+        with self._cond:
+            if _decrement(self._held, key):
                 self._in_flight -= 1
+            if not advanced:
+                _decrement(self._entering, key)
             if self._slots:
                 self._cond.notify_all()
 
@@ -156,3 +170,11 @@ class LatestMailboxes(Generic[T]):
             self._ready.clear()
             self._cond.notify_all()
             return left
+
+
+def _decrement(counts: dict[Hashable, int], key: Hashable) -> bool:
+    """Count one off ``counts[key]``, dropping the key at zero; False if it was not there."""
+    n = counts.pop(key, 0)
+    if n > 1:
+        counts[key] = n - 1
+    return n > 0

@@ -236,7 +236,7 @@ class Pipeline:
                 release()
             # The stuck thread keeps its job object; the retry is a copy, answered by a new worker
             # with safe output, unless a newer frame of that client already waits (then dropped).
-            retry = dataclasses.replace(job, tap=None, abandoned=False, after=None, answered=None)
+            retry = dataclasses.replace(job, tap=None, abandoned=False, after=None, answered=None, advanced=False)
             if retry.safe is not None:
                 retry.safe = dataclasses.replace(retry.safe, reason=None)
             if not self._mailboxes.put_if_absent(job.client, retry):
@@ -244,7 +244,8 @@ class Pipeline:
                 job.reply(encode_message(protocol.FRAME_DROPPED, job.frame_id, -1))
             if self._order is not None:  # its successor must not wait for the stuck call
                 self._order.answered(job.client, job)
-            self._mailboxes.release(job.client)
+            advanced, job.advanced = job.advanced, True  # a late hook from the stuck thread counts nothing
+            self._mailboxes.release(job.client, advanced)
         self._start_workers()
         if self._reload is None or self._reload.done():
             assert self._loop is not None
@@ -260,6 +261,13 @@ class Pipeline:
         if self._active_spec == spec:
             self._activate(stage)
             log.info("model %s restarted", stage.name)
+
+    def _advance(self, job: FrameJob) -> None:
+        """``job`` left its pipelined stage's pose step (called on the stage's pose thread): the
+        client's next frame may be taken now (bridge/latest.py)."""
+        if not job.advanced and not job.abandoned:
+            job.advanced = True
+            self._mailboxes.advance(job.client)
 
     # -- worker thread ------------------------------------------------------------------
     def _work(self, wid: int, generation: int) -> None:
@@ -278,7 +286,7 @@ class Pipeline:
                     job.after = job.answered = None
                 if not self._mailboxes.put_if_absent(job.client, job):
                     self.stats.count_dropped()
-                self._mailboxes.release(job.client)
+                self._mailboxes.release(job.client, job.advanced)
                 return
             stage = self._stage
             assert stage is not None
@@ -286,7 +294,8 @@ class Pipeline:
             with self._busy_lock:
                 self._busy[wid] = (time.monotonic(), job, generation)
             try:
-                packet = job.run(stage if self._order is None else self._order.stage_for(job, stage))
+                packet = job.run(stage if self._order is None else
+                                 self._order.stage_for(job, stage, lambda job=job: self._advance(job)))
                 self.stats.count_processed(job.latency_ms)
                 if self.monitor is not None:
                     self.monitor.offer(job, stage)
@@ -328,7 +337,7 @@ class Pipeline:
                 # sent (or queued on the loop, in order), so replies never overtake each other.
                 if self._order is not None:
                     self._order.answered(job.client, job)
-                self._mailboxes.release(job.client)
+                self._mailboxes.release(job.client, job.advanced)
             if retired:
                 return
 

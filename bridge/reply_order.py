@@ -7,9 +7,11 @@ client reading "the newest result" would then see k. So frames are chained as th
 
 * :meth:`ReplyOrder.chain` runs under the mailbox lock as a frame is taken (so chain order is
   take order) and links the frame to its client's previous frame;
-* a frame whose predecessor is still unanswered sees the stage through :class:`InTurn`: the
-  model call runs at once (that is the overlap), and only its *return* waits for the
-  predecessor's reply, before the job publishes anything;
+* a frame sees a pipelined stage, or a stage while its predecessor is unanswered, through a
+  :class:`FrameView`: the model call runs at once (that is the overlap) and tells the pipeline
+  when the frame has left the stage's first step (``on_posed``: the client's next frame may be
+  taken then), and only its *return* waits for the predecessor's reply, before the job
+  publishes anything;
 * :meth:`ReplyOrder.answered` marks a frame answered (its reply sent or queued, or the frame
   given up) and lets its successor go.
 
@@ -22,20 +24,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 log = logging.getLogger(__name__)
 
 
-class InTurn:
-    """``stage`` as one frame sees it: ``process`` / ``generate_from_pose`` return only once
-    ``after`` (the client's previous frame is answered) is set; every other attribute is the
-    stage's own."""
+class FrameView:
+    """``stage`` as one frame sees it: ``process`` / ``generate_from_pose`` pass ``on_posed`` to
+    the stage (when given) and return only once ``after`` (the client's previous frame is
+    answered) is set (when given); every other attribute is the stage's own."""
 
-    __slots__ = ("_stage", "_after", "_patience_s")
+    __slots__ = ("_stage", "_after", "_patience_s", "_on_posed")
 
-    def __init__(self, stage: Any, after: threading.Event, patience_s: float) -> None:
-        self._stage, self._after, self._patience_s = stage, after, patience_s
+    def __init__(self, stage: Any, after: threading.Event | None, patience_s: float,
+                 on_posed: Callable[[], None] | None = None) -> None:
+        self._stage, self._after, self._patience_s, self._on_posed = stage, after, patience_s, on_posed
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._stage, name)
@@ -44,9 +47,9 @@ class InTurn:
 
         def in_turn(*args: Any) -> Any:
             try:
-                return attr(*args)
+                return attr(*args) if self._on_posed is None else attr(*args, on_posed=self._on_posed)
             finally:  # a failed frame waits too: its error reply keeps its place
-                if not self._after.wait(self._patience_s):
+                if self._after is not None and not self._after.wait(self._patience_s):
                     log.warning("the previous frame of this client was not answered within %.1f s; "
                                 "answering this one anyway", self._patience_s)
 
@@ -82,10 +85,14 @@ class ReplyOrder:
             if self._tails.get(client) is event:
                 del self._tails[client]
 
-    def stage_for(self, job: Any, stage: Any) -> Any:
-        """The stage ``job`` should call: ``stage`` itself, or an :class:`InTurn` view of it."""
+    def stage_for(self, job: Any, stage: Any, on_posed: Callable[[], None] | None = None) -> Any:
+        """The stage ``job`` should call: ``stage`` itself, or a :class:`FrameView` of it (for a
+        pipelined stage, which takes ``on_posed``, or to wait for the predecessor)."""
         after: threading.Event | None = getattr(job, "after", None)
-        if after is None or after.is_set():
+        if after is not None and after.is_set():
+            after = None
+        hook = on_posed if int(getattr(stage, "pipeline_depth", 1)) > 1 else None
+        if after is None and hook is None:
             return stage
-        return InTurn(stage, after, self.patience_s)
+        return FrameView(stage, after, self.patience_s, hook)
 

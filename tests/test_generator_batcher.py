@@ -88,22 +88,23 @@ def test_depth_two_overlaps_densepose_of_the_next_frame_with_the_generator_of_th
     frames = [rng.integers(0, 256, (96, 80, 3), dtype=np.uint8) for _ in range(6)]
     results: dict[int, np.ndarray] = {}
     timings: dict[int, dict[str, float]] = {}
-    slots = threading.Semaphore(2)  # depth 2: the next frame goes in while one is still in the stage
+    slots = threading.Semaphore(2)  # depth 2: at most two frames of the client in the stage
+    posed = [threading.Event() for _ in frames]
 
     def call(i: int) -> None:
         metrics.begin_frame()
         try:
-            results[i] = stage.process(frames[i], "RGB8")
+            results[i] = stage.process(frames[i], "RGB8", on_posed=posed[i].set)
         finally:
             timings[i] = metrics.end_frame() or {}
             slots.release()
 
     callers = []
-    for i in range(len(frames)):
+    for i in range(len(frames)):  # as the pipeline does: the next frame once this one left its pose step
         slots.acquire()
         callers.append(threading.Thread(target=call, args=(i,)))
         callers[-1].start()
-        time.sleep(0.01)  # frames arrive in order
+        assert posed[i].wait(60)
     for t in callers:
         t.join(60)
     stage.close()

@@ -236,24 +236,30 @@ def test_close_twice_is_harmless() -> None:
 
 # -- several frames of one client in flight (pipelined stages) --------------------------------------
 
-def test_depth_two_lets_a_client_have_two_frames_taken_and_counts_each_release() -> None:
+def test_depth_two_takes_the_next_frame_once_the_previous_left_the_first_step() -> None:
     taken_order: list[str] = []
     box: LatestMailboxes[str] = LatestMailboxes(exclusive=True, on_take=lambda key, item: taken_order.append(item))
     box.set_limits(depth=2)
     box.put("a", "a1")
     assert box.take(0.1) == "a1"
     box.put("a", "a2")
+    assert box.take(0.05) is None  # a1 is still in its pose step: a2 waits there (replaceable)
+    box.advance("a")  # a1 went on to the generator
     assert box.take(0.1) == "a2"  # a second frame of the same client while a1 is in flight
     box.put("a", "a3")
+    box.advance("a")
     assert box.take(0.05) is None  # two in flight: a3 waits (and can be overtaken)
     assert box.put("a", "a4") == "a3"
     assert box.in_flight() == 2
-    box.release("a")
+    box.release("a", advanced=True)
     assert box.take(0.1) == "a4"
     assert taken_order == ["a1", "a2", "a4"]  # the hook sees every take, in take order
-    box.release("a")
-    box.release("a")
+    box.release("a", advanced=True)
+    box.release("a")  # a4 failed before its pose step ended: released without advancing
     assert box.in_flight() == 0
+    box.put("a", "a5")
+    assert box.take(0.1) == "a5"  # nothing left over from the counts
+    box.release("a")
     box.release("a")  # one release too many is harmless
     assert box.in_flight() == 0
 
@@ -280,11 +286,13 @@ def test_lowering_the_depth_lets_frames_in_flight_finish() -> None:
     box.set_limits(depth=2)
     box.put("a", "a1")
     box.take(0.1)
+    box.advance("a")
     box.put("a", "a2")
     box.take(0.1)
+    box.advance("a")
     box.set_limits(depth=1)  # e.g. a switch to a model that does not overlap frames
     box.put("a", "a3")
-    box.release("a")
+    box.release("a", advanced=True)
     assert box.take(0.05) is None  # still one in flight: depth 1 now
-    box.release("a")
+    box.release("a", advanced=True)
     assert box.take(0.1) == "a3"

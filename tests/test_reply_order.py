@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.latest import LatestMailboxes
-from bridge.reply_order import InTurn, ReplyOrder
+from bridge.reply_order import FrameView, ReplyOrder
 
 
 @dataclass
@@ -70,7 +70,7 @@ def test_chain_links_only_to_an_unanswered_predecessor() -> None:
     order.chain("b", third)
     assert first.after is None and second.after is first.answered and third.after is None
     stage = ReversingStage()
-    assert isinstance(order.stage_for(second, stage), InTurn)
+    assert isinstance(order.stage_for(second, stage), FrameView)
     assert order.stage_for(first, stage) is stage
     order.answered("a", first)  # e.g. the stall watchdog gave frame 1 up
     assert order.stage_for(second, stage) is stage  # nothing left to wait for
@@ -87,7 +87,7 @@ def test_in_turn_waits_after_a_failing_call_too_and_passes_attributes_through() 
         def process(self, image: Any, fmt: str) -> Any:
             raise RuntimeError("model failed")
 
-    view = InTurn(Failing(), after, patience_s=5.0)
+    view = FrameView(Failing(), after, patience_s=5.0)
     assert view.name == "failing" and view.input_format == "RGB8"
     assert getattr(view, "generate_from_pose", None) is None  # absent on the stage: absent here
     threading.Timer(0.1, after.set).start()
@@ -102,6 +102,6 @@ def test_in_turn_waits_after_a_failing_call_too_and_passes_attributes_through() 
 
 
 def test_patience_gives_up_on_a_predecessor_that_never_answers(caplog: Any) -> None:
-    view = InTurn(ReversingStage(), threading.Event(), patience_s=0.05)
+    view = FrameView(ReversingStage(), threading.Event(), patience_s=0.05)
     assert view.process(2, "RGB8") == 2
     assert "was not answered within" in caplog.text

@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -41,10 +41,10 @@ log = logging.getLogger(__name__)
 class _Frame:
     """One call travelling through the two threads."""
 
-    __slots__ = ("kind", "payload", "done", "pose", "pose_ms", "generator_ms")
+    __slots__ = ("kind", "payload", "on_posed", "done", "pose", "pose_ms", "generator_ms")
 
-    def __init__(self, kind: str, payload: Any) -> None:
-        self.kind, self.payload = kind, payload
+    def __init__(self, kind: str, payload: Any, on_posed: Callable[[], None] | None) -> None:
+        self.kind, self.payload, self.on_posed = kind, payload, on_posed
         self.done: Future[np.ndarray] = Future()
         self.pose: np.ndarray | None = None
         self.pose_ms = self.generator_ms = 0.0
@@ -88,11 +88,13 @@ class BatchingStage:
         return (f"{self.inner.describe()}, batches of up to {self.max_batch}, "
                 f"{self.pipeline_depth} frame(s) per client in flight")
 
-    def process(self, image: np.ndarray, fmt: str) -> np.ndarray:
-        return self._submit("image", image)
+    def process(self, image: np.ndarray, fmt: str, on_posed: Callable[[], None] | None = None) -> np.ndarray:
+        """The picture for ``image``; ``on_posed`` (if given) is called on the pose thread once the
+        frame's pose step is over (the pipeline then takes the client's next frame)."""
+        return self._submit("image", image, on_posed)
 
-    def generate_from_pose(self, result: PoseResult) -> np.ndarray:
-        return self._submit("pose", result)
+    def generate_from_pose(self, result: PoseResult, on_posed: Callable[[], None] | None = None) -> np.ndarray:
+        return self._submit("pose", result, on_posed)
 
     def close(self) -> None:
         """Stop both threads once the frames already handed over are done. Idempotent."""
@@ -100,8 +102,8 @@ class BatchingStage:
             self._closed = True
             self._cond.notify_all()
 
-    def _submit(self, kind: str, payload: Any) -> np.ndarray:
-        frame = _Frame(kind, payload)
+    def _submit(self, kind: str, payload: Any, on_posed: Callable[[], None] | None) -> np.ndarray:
+        frame = _Frame(kind, payload, on_posed)
         with self._cond:
             closed = self._closed
             if not closed:
@@ -136,6 +138,8 @@ class BatchingStage:
             end = time.perf_counter()
             frame.pose_ms = (end - start) * 1e3
             self.trace.append(("pose", start, end))
+            if frame.on_posed is not None:
+                frame.on_posed()
             if failure is not None:
                 frame.done.set_exception(failure)
                 continue
