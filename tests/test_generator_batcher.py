@@ -134,3 +134,119 @@ def test_close_stops_both_threads_and_a_late_call_runs_on_its_caller(tmp_path: A
         t.join(10)
         assert not t.is_alive()
     assert np.array_equal(stage.process(frame, "RGB8"), want)  # a frame that read the stage just before a swap
+
+
+# -- a stall in a pipelined stage, in a real Pipeline ----------------------------------------------
+
+class GatedPose:
+    """An image pose that blocks until its gate opens: a stalled pose model."""
+
+    name = "image"
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+
+    def pose_image(self, rgb: np.ndarray) -> np.ndarray:
+        if not self.gate.wait(60):
+            raise RuntimeError("the gate never opened")
+        return rgb
+
+
+class PipelinedEngine:
+    """Serves a BatchingStage (2 clients per batch, 2 frames per client in flight) over a tiny
+    generator; the first instance's pose hangs, reloads get a working one."""
+
+    kind = "pipelined"
+    max_in_flight = 4
+    pipeline_depth = 2
+    workers_at_start = 4
+
+    def __init__(self, catalog: Any, config: Any = None) -> None:
+        self.gates: list[threading.Event] = []
+
+    def _make(self, working: bool) -> BatchingStage:
+        spec = GeneratorSpec("resnet_6blocks", ngf=4)
+        engine = GeneratorEngine(spec, build_generator(spec).state_dict(), device="cpu", accel="eager")
+        gate = threading.Event()
+        if working:
+            gate.set()
+        self.gates.append(gate)
+        inner = GeneratorStage(ModelCard(name="gated"), engine, InputContract(load_size=64, crop_size=64),
+                               GatedPose(gate), "dp_segm")
+        return BatchingStage(inner, max_batch=2, depth=2)
+
+    async def async_start(self, spec: str) -> BatchingStage:
+        return self._make(working=False)
+
+    async def async_switch(self, spec: str) -> BatchingStage:
+        return self._make(working=True)
+
+    async_reload = async_switch
+
+    def resident_models(self) -> list[str]:
+        return ["gated"]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+    async def async_stop(self) -> None:
+        for gate in self.gates:
+            gate.set()
+
+
+def test_a_stall_answers_every_frame_of_the_stuck_stage_not_only_the_oldest(monkeypatch: Any) -> None:
+    """Client b's frame came later and waits behind a's stuck pose: when a's frame passes the
+    stall timeout, b's must be answered too (it would otherwise hold b for ever), and after the
+    restart both clients are served by the reloaded stage."""
+    import asyncio
+    from dataclasses import dataclass
+
+    from bridge import engines
+    from bridge.config import EngineConfig, SafetyConfig
+    from bridge.jobs import FrameJob, run_stage
+    from bridge.osc import decode_packet, encode_message
+    from bridge.pipeline import Pipeline
+
+    monkeypatch.setitem(engines.ENGINES, "pipelined", f"{__name__}:PipelinedEngine")
+
+    @dataclass
+    class ImageJob(FrameJob):
+        def run(self, stage: Any) -> bytes:
+            run_stage(stage, np.full((24, 32, 3), 7, np.uint8), "RGB8", 0, self.frame_id, self.safe)
+            return encode_message("/done", self.frame_id)
+
+    async def main() -> tuple[dict[str, list[tuple[str, int]]], int]:
+        pipeline = Pipeline("gated", engine=EngineConfig(kind="pipelined"),  # type: ignore[arg-type]
+                            safety=SafetyConfig(safe_output="off", stall_timeout_s=0.6))
+        await pipeline.async_start()
+        loop = asyncio.get_running_loop()
+        replies: dict[str, list[tuple[str, int]]] = {"a": [], "b": []}
+
+        def reply_for(client: str) -> Any:
+            def reply(packet: bytes) -> None:
+                msg = decode_packet(packet)[0]
+                replies[client].append((msg.address, int(msg.args[0])))
+            return reply
+
+        pipeline.submit(ImageJob("a", 1, time.perf_counter_ns(), reply_for("a")))
+        await asyncio.sleep(0.3)  # b arrives later: when a's frame is stuck past the timeout, b's is not yet
+        pipeline.submit(ImageJob("b", 1, time.perf_counter_ns(), reply_for("b")))
+        deadline = loop.time() + 20
+        while loop.time() < deadline and not (replies["a"] and replies["b"]):
+            await asyncio.sleep(0.05)
+        while loop.time() < deadline and pipeline.stage is not None and pipeline.stage.name != "gated":
+            await asyncio.sleep(0.05)  # the reload
+        await asyncio.sleep(0.2)
+        for client in "ab":
+            pipeline.submit(ImageJob(client, 2, time.perf_counter_ns(), reply_for(client)))
+        while loop.time() < deadline and not (len(replies["a"]) >= 2 and len(replies["b"]) >= 2):
+            await asyncio.sleep(0.05)
+        restarts = pipeline.restarts
+        await pipeline.async_stop()  # opens the first gate: the stuck threads return, and must publish nothing
+        await asyncio.sleep(0.3)
+        return replies, restarts
+
+    replies, restarts = asyncio.run(main())
+    assert restarts == 1
+    for client in "ab":
+        assert replies[client] == [("/pose2person/error", 1), ("/done", 2)], (client, replies)
