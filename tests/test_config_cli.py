@@ -306,3 +306,17 @@ def test_serve_with_bad_host_and_bad_zeroconf_interface_exit_3(tmp_path: Path) -
     proc = run_bridge("serve", "--osc-port", "0", "--http-port", "70000", *common)
     assert proc.returncode == 3, proc.stderr
     assert "--http-port" in proc.stderr
+
+
+def test_pipeline_depth_parses_auto_and_numbers_and_rejects_the_rest(dirs: dict) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["serve"]).pipeline_depth == 0  # auto
+    assert parser.parse_args(["serve", "--pipeline-depth", "auto"]).pipeline_depth == 0
+    assert parser.parse_args(["serve", "--pipeline-depth", "2"]).pipeline_depth == 2
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["serve", "--pipeline-depth", "deep"])
+    assert info.value.code == 2
+    assert resolve(**dirs, pipeline_depth=3).pipeline.pipeline_depth == 3
+    for bad in (-1, 5):
+        with pytest.raises(ConfigError, match="--pipeline-depth"):
+            resolve(**dirs, pipeline_depth=bad)
