@@ -97,7 +97,7 @@ class PipelineConfig:
     memory_budget_mb: int = 4096  # weights of resident (recently used) models kept loaded
     warm_up: bool = True  # run each model once before it takes frames
     max_batch: int = 1  # frames of different clients generated as one batch (local engine; docs/GENERATOR.md)
-    pipeline_depth: int = 0  # frames of one client in flight at once (0 = auto: 2 with DensePose, else 1)
+    pipeline_depth: int = 0  # frames of one client in flight at once (0 = auto: 2 for DensePose on a GPU, else 1)
     threads: int = 0  # torch intra-op threads for the model (0 = torch's default: one per core)
 
 

@@ -250,3 +250,28 @@ def test_a_stall_answers_every_frame_of_the_stuck_stage_not_only_the_oldest(monk
     assert restarts == 1
     for client in "ab":
         assert replies[client] == [("/pose2person/error", 1), ("/done", 2)], (client, replies)
+
+
+def test_auto_depth_overlaps_only_densepose_generators_on_an_accelerator() -> None:
+    """--pipeline-depth auto: 1 for a CPU generator whatever its pose (the networks would share
+    the cores), 1 for keypoint poses; a given depth applies to every generator."""
+    from bridge.config import resolve_pipeline
+    from bridge.engines.local import LocalEngine
+    from bridge.generator.stage import DensePosePose, KeypointPose
+    from bridge.stages import Catalog
+
+    spec = GeneratorSpec("resnet_6blocks", ngf=4)
+    engine = GeneratorEngine(spec, build_generator(spec).state_dict(), device="cpu", accel="eager")
+
+    def stage_with(pose: Any) -> GeneratorStage:
+        return GeneratorStage(ModelCard(name="g"), engine, InputContract(load_size=64, crop_size=64), pose, "dp_segm")
+
+    densepose, keypoints = stage_with(DensePosePose(None, "dp_segm")), stage_with(KeypointPose())
+    auto = LocalEngine(Catalog(resolve_pipeline()))
+    assert (auto.depth_for(densepose), auto.depth_for(keypoints)) == (1, 1)
+    assert auto.max_in_flight == 2 and auto.workers_at_start == 1  # room for a GPU model switched to later
+    forced = LocalEngine(Catalog(resolve_pipeline(pipeline_depth=2)))
+    assert (forced.depth_for(densepose), forced.depth_for(keypoints)) == (2, 2)
+    wrapped = forced._batching(keypoints)
+    assert isinstance(wrapped, BatchingStage) and wrapped.frames_in_flight == 2
+    wrapped.close()

@@ -244,7 +244,7 @@ def test_pose_densepose_runs_both_stages_on_camera_frames(models: Path, tmp_path
 
 
 def test_densepose_pipelines_one_clients_frames_and_answers_them_in_order(models: Path, tmp_path: Path) -> None:
-    """--pose densepose (pipeline depth auto = 2): a camera streaming faster than the model has two
+    """--pose densepose --pipeline-depth 2: a camera streaming faster than the model has two
     frames in flight, DensePose of the next beside the generator of this one. Every frame is
     answered exactly once (ready or overtaken), results come in frame order, each is that frame's
     own picture (DensePose here, then test.py's generator path computed independently), and the
@@ -256,7 +256,7 @@ def test_densepose_pipelines_one_clients_frames_and_answers_them_in_order(models
     dp = tiny_densepose(tmp_path / "dp")
     bridge = start_bridge(tmp_path, "--model", "artist", "--models-dir", str(models), "--models-dir",
                           str(tmp_path / "dp"), "--pose", "densepose", "--densepose-model", "tiny_densepose",
-                          timeout=180)
+                          "--pipeline-depth", "2", timeout=180)
     predictor = load_predictor(dp / "model_final_000000.pkl", "densepose_rcnn_R_50_FPN_s1x",
                                settings=DensePoseSettings(short_side=160, max_side=256, max_people=2))
     frames = {fid: camera_bgra(64, 96, 100 + fid) for fid in range(1, 13)}

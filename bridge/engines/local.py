@@ -125,11 +125,16 @@ class LocalEngine:
 
     def depth_for(self, stage: Stage) -> int:
         """Frames of one client ``stage`` may have in flight: the ``--pipeline-depth`` given, or
-        (auto) 2 for a generator whose pose is DensePose, where the two networks overlap, else 1
-        (a keypoint render or a given pose image is too quick to be worth a frame's freshness)."""
+        (auto) 2 for a generator whose pose is DensePose and which runs on an accelerator, where
+        the two networks' host-side work and kernels overlap; else 1. A keypoint render or a
+        given pose image is too quick to be worth a frame's freshness, and on a CPU the two
+        networks compete for the same cores (docs/BENCHMARKS.md, "Pipelining")."""
         if self._depth:
             return self._depth
-        return AUTO_DEPTH if getattr(stage, "pose_source", None) == "densepose" else 1
+        if getattr(stage, "pose_source", None) != "densepose":
+            return 1
+        device = getattr(getattr(getattr(stage, "engine", None), "device", None), "type", "cpu")
+        return AUTO_DEPTH if device != "cpu" else 1
 
     def _batching(self, stage: Stage) -> Stage:
         depth = self.depth_for(stage)
