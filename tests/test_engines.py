@@ -307,3 +307,23 @@ def test_a_stall_restart_still_answers_the_other_clients_frames_in_flight(monkey
 
     got, restarts = asyncio.run(main())
     assert got == [10, 11] and restarts == 1
+
+
+def test_locked_stage_offers_generate_from_pose_only_when_its_stage_has_it() -> None:
+    """Keypoint jobs tell generators from built-ins by ``getattr(stage, "generate_from_pose")``: a
+    locked built-in must not seem to have one (found by the fuzzer: keypoint frames to ``invert``
+    were answered with safe output once the local engine locked every stage)."""
+    from bridge.engines.local import LockedStage
+    from bridge import stages
+
+    locked = LockedStage(stages.load("invert"))
+    assert getattr(locked, "generate_from_pose", None) is None
+    assert locked.name == "invert" and locked.frames_in_flight == 1
+
+    class WithPose:
+        name = "gen"
+
+        def generate_from_pose(self, pose: Any) -> str:
+            return f"picture of {pose}"
+
+    assert LockedStage(WithPose()).generate_from_pose("ada") == "picture of ada"  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -296,6 +297,9 @@ def test_refused_hosts_get_silence(tmp_path: Path) -> None:
             pass  # the bridge may close a refused stream; it must not answer on it
         udp.close()
         tcp.close()
+        deadline = time.monotonic() + 10  # the log pump may lag a loaded machine
+        while "refused by --allow-client" not in running.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert running.alive() and "refused by --allow-client" in running.log_text()
     finally:
         running.stop()

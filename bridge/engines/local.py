@@ -82,15 +82,21 @@ class LockedStage:
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        attr = getattr(self._inner, name)
+        if name != "generate_from_pose":
+            return attr
+
+        # Only a stage that has it gets it: keypoint jobs ask getattr(stage, "generate_from_pose")
+        # to tell generators from built-ins, which get the pose image instead.
+        def generate_from_pose(pose: Any) -> Any:
+            with self._lock:
+                return attr(pose)
+
+        return generate_from_pose
 
     def process(self, image: Any, fmt: str) -> Any:
         with self._lock:
             return self._inner.process(image, fmt)
-
-    def generate_from_pose(self, pose: Any) -> Any:
-        with self._lock:
-            return self._inner.generate_from_pose(pose)  # type: ignore[attr-defined]
 
 
 class LocalEngine:
