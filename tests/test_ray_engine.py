@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import secrets
 import shutil
@@ -486,6 +487,19 @@ def test_deployment_options_follow_the_flags() -> None:
     assert cfg.autoscaling_config.initial_replicas == 2 and cfg.autoscaling_config.upscale_delay_s == 5.0
     assert deployment.ray_actor_options["num_gpus"] == 0.5 and deployment.ray_actor_options["num_cpus"] == 2.0
     assert deployment.version.startswith("pose2person-")  # pinned: a model switch reconfigures in place
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc arenas are a glibc setting")
+def test_driver_malloc_arenas_are_capped_unless_the_operator_set_them() -> None:
+    """The driver's RSS creep (docs/BENCHMARKS.md): the cap applies on glibc, MALLOC_ARENA_MAX wins.
+    Each case in its own interpreter, so the test process keeps its allocator settings."""
+    code = "from bridge.engines.ray_engine import limit_malloc_arenas; print(limit_malloc_arenas())"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    glibc = platform.libc_ver()[0] == "glibc"
+    for extra, want in (({}, "True" if glibc else "False"), ({"MALLOC_ARENA_MAX": "4"}, "False")):
+        out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, cwd=REPO, capture_output=True,
+                             text=True, timeout=60, check=True).stdout.strip()
+        assert out == want, (extra, out)
 
 
 def test_autoscaling_adds_a_replica_under_load(cluster: str, tmp_path: Path) -> None:
