@@ -62,6 +62,9 @@ HEALTH_CHECK_PERIOD_S = 2.0  # how often Serve checks each replica: bounds how s
 HEALTH_CHECK_TIMEOUT_S = 30.0
 GRACEFUL_SHUTDOWN_S = 2.0  # a replica being stopped gets this long to finish its frame
 STATUS_POLL_S = 1.0  # the front end's view of the deployment (replica states) for /health
+# ... refreshed only while someone reads it: each serve.status() call leaves 1-2 KiB in the driver
+# (measured in a loop), which polled once a second for hours adds up (docs/BENCHMARKS.md).
+STATUS_DEMAND_S = 30.0
 POLLER_JOIN_S = 5.0  # at shutdown, the status poller's last call gets this long
 STOP_WAIT_S = 15.0  # at shutdown, the daemon waits this long for Ray to stop (process exit waits the rest)
 MAX_REPLICA_ROWS = 64  # replicas remembered for /health (old ones go first)
@@ -289,6 +292,7 @@ class RayEngine:
         self._replicas: dict[str, dict[str, Any]] = {}  # replica id -> last facts it reported
         self._lost_frames = 0
         self._deployment_state: dict[str, Any] = {}
+        self._status_asked = time.monotonic()  # the last describe(): the poller runs while it is recent
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
         self._teardown_thread: threading.Thread | None = None
@@ -507,6 +511,8 @@ class RayEngine:
         from ray import serve
 
         while not self._stopping.wait(STATUS_POLL_S):
+            if time.monotonic() - self._status_asked > STATUS_DEMAND_S:
+                continue  # nobody reads /health now: spare the driver the call
             try:
                 if not ray.is_initialized():
                     return
@@ -522,7 +528,11 @@ class RayEngine:
                 self._deployment_state = state
 
     def describe(self) -> dict[str, Any]:
-        """For ``/health``: where the replicas run, their states, what each reported last."""
+        """For ``/health``: where the replicas run, their states, what each reported last. The
+        deployment state is refreshed every second while ``/health`` or ``/metrics`` is being read,
+        so the first read after a quiet spell of over ``STATUS_DEMAND_S`` shows the state from
+        before it (fresh again within a second)."""
+        self._status_asked = time.monotonic()
         with self._lock:
             replicas = {k: dict(v) for k, v in self._replicas.items()}
             state = dict(self._deployment_state)
