@@ -139,7 +139,7 @@ def main() -> int:
     ap.add_argument("--net-g", default="resnet_9blocks")
     ap.add_argument("--size", type=int, default=256, help="generator load size (default 256)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default=None, help="fp16 / bf16 for both networks' generator (default: fp32)")
+    ap.add_argument("--precision", default=None, help="the generator's precision, fp16 or bf16 (default: the card's fp32)")
     ap.add_argument("--threads", action="store_true", help="add rows with --threads 1 (one torch thread per model)")
     ap.add_argument("--json", type=Path, default=None)
     opts = ap.parse_args()
