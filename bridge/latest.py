@@ -33,8 +33,7 @@ class MailboxClosed(Exception):
 class LatestMailboxes(Generic[T]):
     """Thread-safe single-slot mailboxes keyed by client, served round-robin."""
 
-    def __init__(self, exclusive: bool = False, depth: int = 1,
-                 on_take: Callable[[Hashable, T], None] | None = None) -> None:
+    def __init__(self, exclusive: bool = False, on_take: Callable[[Hashable, T], None] | None = None) -> None:
         self._slots: OrderedDict[Hashable, T] = OrderedDict()
         self._ready: deque[Hashable] = deque()  # clients with a full slot, each at most once
         self._cond = threading.Condition()
@@ -43,12 +42,13 @@ class LatestMailboxes(Generic[T]):
         self._held: dict[Hashable, int] = {}  # exclusive mode: frames in flight per client (> 0)
         self._in_flight = 0  # exclusive mode: the sum of _held
         self._entering: dict[Hashable, int] = {}  # exclusive mode: frames in flight not yet advanced
-        self._depth = max(1, depth)  # exclusive mode: frames a client may have in flight
+        self._depth = 1  # exclusive mode: frames a client may have in flight (set_limits)
         self._limit = 0  # exclusive mode: frames in flight in all (0 = no limit beyond the workers)
         self._on_take = on_take  # called under the lock with each taken job (take order = call order)
 
     @property
     def depth(self) -> int:
+        """Frames one client may have in flight now (read under the lock by ``on_take`` hooks)."""
         return self._depth
 
     def set_limits(self, depth: int, total: int = 0) -> None:

@@ -94,7 +94,7 @@ class Pipeline:
             stall = self.safety.stall_timeout_s
             self._order = ReplyOrder(patience_s=2 * stall if stall > 0 else 30.0)
         self._mailboxes: LatestMailboxes[FrameJob] = LatestMailboxes(
-            exclusive=self._max_workers > 1, on_take=self._order.chain if self._order is not None else None)
+            exclusive=self._max_workers > 1, on_take=self._chain if self._order is not None else None)
         self._stage: stages.Stage | None = None
         self._workers: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -261,6 +261,14 @@ class Pipeline:
         if self._active_spec == spec:
             self._activate(stage)
             log.info("model %s restarted", stage.name)
+
+    def _chain(self, client: Hashable, job: FrameJob) -> None:
+        """The mailboxes' take hook: chain ``job`` behind its client's previous frame, only while
+        the active stage lets a client have several frames in flight (with one, a frame is taken
+        only after the previous one was answered, so there is nothing to order)."""
+        if self._mailboxes.depth > 1:
+            assert self._order is not None
+            self._order.chain(client, job)
 
     def _advance(self, job: FrameJob) -> None:
         """``job`` left its pipelined stage's pose step (called on the stage's pose thread): the

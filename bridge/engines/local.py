@@ -147,11 +147,10 @@ class LocalEngine:
         if hasattr(stage, "generate_batch") and (self.max_batch > 1 or depth > 1):
             from ..generator.batcher import BatchingStage
 
-            log.info("model %s: pose and generator on their own threads; batches of up to %d clients, %d frame(s) "
-                     "per client in flight", stage.name, self.max_batch, depth)
-            if self.max_batch > 1:
-                log.info("model %s: frames of up to %d clients are generated in one batch", stage.name,
-                         self.max_batch)
+            batching = (f"frames of up to {self.max_batch} clients are generated in one batch"
+                        if self.max_batch > 1 else "one frame per network call")
+            log.info("model %s: pose and generator on their own threads, %s, %d frame(s) per client in flight",
+                     stage.name, batching, depth)
             return BatchingStage(stage, self.max_batch, depth)  # type: ignore[arg-type]
         return LockedStage(stage) if self.max_in_flight > 1 else stage
 
