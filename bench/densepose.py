@@ -109,7 +109,7 @@ def main() -> int:
     import torchvision
 
     from bridge.densepose.preprocess import output_size, padded_size
-    from bridge.pose_render import render_pose
+    from bridge.pose.render import render_pose
 
     torch.set_num_threads(args.threads)
     frame = _frame(args)

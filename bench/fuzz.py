@@ -65,13 +65,13 @@ if str(REPO) not in sys.path:
 
 from bridge import protocol  # noqa: E402
 from bridge.client import BridgeClient, RemoteError, ReplyTimeout  # noqa: E402
-from bridge.daemon_proc import DaemonProcess  # noqa: E402
+from bridge.daemon.proc import DaemonProcess  # noqa: E402
 from bridge.osc import (BUNDLE_TAG, MAX_BUNDLE_DEPTH, OscDecodeError, OscMessage, decode_packet,  # noqa: E402
                         encode_bundle, encode_message)
 from bridge.shm import ChannelFile  # noqa: E402
 from bridge.stages import REGISTRY, split_name  # noqa: E402
 from bridge.transports.osc_tcp import slip_decode, slip_encode  # noqa: E402
-from bridge.wsframe import HEADER as WS_HEADER, MAGIC as WS_MAGIC, is_frame  # noqa: E402
+from bridge.transports.wsframe import HEADER as WS_HEADER, MAGIC as WS_MAGIC, is_frame  # noqa: E402
 
 P = protocol.PREFIX
 UDP_MAX = 65507  # bytes: the IPv4 datagram limit

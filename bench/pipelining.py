@@ -1,6 +1,6 @@
 """Pipelining benchmark: one camera client, DensePose then a generator, frames in flight 1 vs 2.
 
-A real daemon (``bridge.daemon_proc``) serves a generator card whose pose is DensePose: by
+A real daemon (``bridge.daemon.proc``) serves a generator card whose pose is DensePose: by
 default the issue's GPU configuration, DensePose R50-FPN at short side 512 plus ResNet-9 at 256
 (random weights in the real layouts: pictures do not matter here, work does), from 640x480 BGRA
 frames in shared memory. One client streams frames at ``--rate`` fps (above capacity, as a
@@ -40,7 +40,7 @@ for p in (REPO, REPO / "tests"):
         sys.path.insert(0, str(p))
 
 from bridge.client import BridgeClient  # noqa: E402
-from bridge.daemon_proc import DaemonProcess  # noqa: E402
+from bridge.daemon.proc import DaemonProcess  # noqa: E402
 
 log = logging.getLogger("bench.pipelining")
 P = "/pose2person"

@@ -56,7 +56,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bridge.client import BridgeClient  # noqa: E402
-from bridge.daemon_proc import DaemonProcess  # noqa: E402
+from bridge.daemon.proc import DaemonProcess  # noqa: E402
 
 DEFAULT_SIZES = "256x256,640x480,1280x720,1920x1080"
 JPEG_QUALITY = 95

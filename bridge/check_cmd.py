@@ -34,10 +34,10 @@ log = logging.getLogger(__name__)
 
 def reference_output(card: ModelCard, rgb: np.ndarray, norm_mode: str | None = None, seed: int = 0) -> np.ndarray:
     """The training code's test path for one RGB image, mapped back to the image's size."""
+    from .generator.checkpoint import load_generator, parse_train_opt
     from .generator.engine import GeneratorEngine
     from .generator.processing import frame_input, map_output, normalize, reference_resize, to_uint8
     from .generator.stage import contract_from_card, spec_from_card
-    from .generator.checkpoint import load_generator, parse_train_opt
 
     weights = card.verify_weights()
     opt_path = weights.with_name("train_opt.txt")
@@ -53,7 +53,7 @@ def reference_output(card: ModelCard, rgb: np.ndarray, norm_mode: str | None = N
 
 def _serve_shm(args: argparse.Namespace, images: list[np.ndarray]) -> list[np.ndarray]:
     from .client import BridgeClient
-    from .daemon_proc import DaemonProcess
+    from .daemon.proc import DaemonProcess
 
     flags = ["--model", args.model, "--device", args.device, "--accel", args.accel]
     for name in ("precision", "norm_mode", "pose"):
@@ -75,7 +75,7 @@ def _serve_shm(args: argparse.Namespace, images: list[np.ndarray]) -> list[np.nd
 
 
 def _serve_inproc(args: argparse.Namespace, images: list[np.ndarray]) -> list[np.ndarray]:
-    from .jobs import run_stage
+    from .daemon.jobs import run_stage
 
     cfg = resolve_pipeline(model=args.model, model_dirs=args.model_dirs, device=args.device, precision=args.precision,
                            norm_mode=args.norm_mode, accel=args.accel, pose=args.pose)

@@ -20,7 +20,7 @@ def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     synth.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
     synth.add_argument("--count", type=int, default=1000, help="number of pairs (default 1000)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same pictures")
-    synth.add_argument("--style", default="dp_segm", help="pose image style (bridge.pose_render.STYLES)")
+    synth.add_argument("--style", default="dp_segm", help="pose image style (bridge.pose.render.STYLES)")
     synth.add_argument("--size", type=int, default=256, help="square image size in pixels (default 256)")
     synth.add_argument("--sequence", action="store_true", help="one smooth dance instead of independent poses")
     synth.add_argument("--characters", default="ada",
@@ -140,7 +140,7 @@ def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
 def _synth(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .synth_cmd import SynthOptions, run_synth
+    from .puppet.synth import SynthOptions, run_synth
 
     opts = SynthOptions(count=args.count, seed=args.seed, style=args.style, size=args.size, sequence=args.sequence,
                         characters=tuple(c.strip() for c in args.characters.split(",") if c.strip()),
@@ -151,7 +151,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _dataset(args: argparse.Namespace) -> int:
-    from .dataset import run_build
+    from .datasets.build import run_build
 
     return run_build(args)
 

@@ -21,9 +21,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import protocol
+from .daemon.stats import StatsSnapshot
 from .osc import OscArg, OscDecodeError, OscMessage, decode_packet, encode_message
 from .shm import ChannelFile, ShmError
-from .stats import StatsSnapshot
 
 DEFAULT_TIMEOUT_S = 5.0
 _STASH_LIMIT = 256  # unrelated replies kept while waiting for a specific one

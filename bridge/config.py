@@ -106,7 +106,7 @@ EngineKind = Literal["local", "ray"]
 
 @dataclass(frozen=True)
 class SafetyConfig:
-    """What clients see when the model cannot answer (bridge/safe_output.py), and when a stage
+    """What clients see when the model cannot answer (bridge/daemon/safe_output.py), and when a stage
     counts as stalled."""
 
     safe_output: str = "last"  # last | input | black | pattern | off (a client may choose its own)

@@ -12,7 +12,7 @@ The client side of the keypoint contract (docs/PROTOCOL.md), over real OSC and s
 
 Frames are sent at ``--fps`` at most, one in flight (a round trip each), so every frame of the
 video has its own output. The video shows, side by side: the keypoints as sent (a skeleton), the
-pose image they make (:func:`bridge.keypoints.keypoints_to_pose`, as the bridge draws it) and the
+pose image they make (:func:`bridge.pose.keypoints.keypoints_to_pose`, as the bridge draws it) and the
 bridge's picture, with the achieved fps and the latency (the bridge's own and the round trip)
 burnt in.
 """
@@ -29,13 +29,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import keypoints as kp
 from . import protocol
-from . import puppet as pp
 from .client import BridgeClient, RemoteError, ReplyTimeout
 from .errors import BridgeError
-from .pose_render import render_pose
-from .progress import ProgressBar
+from .pose import keypoints as kp
+from .pose.render import render_pose
+from .puppet import skeleton as pp
+from .util.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 KEYPOINTS = f"{protocol.PREFIX}/keypoints"

@@ -16,7 +16,7 @@ def run_discover(interfaces: list[str], timeout: float, as_json: bool) -> int:
     """Browse for ``timeout`` seconds and print what was found to stdout.
 
     Prints a table (or, with ``as_json``, a JSON list of objects with the fields of
-    :class:`bridge.discovery.FoundBridge` plus ``is_bridge``). Returns 0 when at least one service was found,
+    :class:`bridge.daemon.discovery.FoundBridge` plus ``is_bridge``). Returns 0 when at least one service was found,
     else logs the warning "no bridges found" and returns 1 (JSON mode still prints ``[]``).
     Raises :class:`ConfigError` for a bad interface address or timeout and
     :class:`TransportError` when zeroconf cannot open its sockets.
@@ -28,7 +28,7 @@ def run_discover(interfaces: list[str], timeout: float, as_json: bool) -> int:
             raise ConfigError(f"--interface {iface!r} is not an IP address") from None
     if not timeout > 0:
         raise ConfigError(f"--timeout must be positive, not {timeout}")
-    from .discovery import async_browse, format_table  # zeroconf: loaded only for this command
+    from .daemon.discovery import async_browse, format_table  # zeroconf: loaded only for this command
 
     found = asyncio.run(async_browse(interfaces, timeout))
     if as_json:

@@ -1,7 +1,7 @@
 """``pose2person pose IMAGE|VIDEO ... -o OUT``: DensePose pose images offline, for building
 datasets and for checking a setup (no daemon involved).
 
-Outputs (RGB pose images of :func:`bridge.pose_render.render_pose`, lossless PNG unless a video
+Outputs (RGB pose images of :func:`bridge.pose.render.render_pose`, lossless PNG unless a video
 file is asked for):
 
 * one input and ``OUT`` ending in ``.png``/``.jpg``/``.bmp`` (image) or ``.mp4``/``.avi``
@@ -31,7 +31,7 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    from .pose_render import STYLES
+    from .pose.render import STYLES
 
     p = sub.add_parser("pose", help="render DensePose pose images of images or videos (offline)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE|VIDEO", help="images and/or videos")
@@ -74,8 +74,8 @@ def run_pose(args: argparse.Namespace) -> int:
     from .densepose import DensePoseSettings
     from .densepose.backends import load_backend
     from .densepose.weights import zoo_destination
-    from .pose_render import render_pose
-    from .progress import ProgressBar
+    from .pose.render import render_pose
+    from .util.progress import ProgressBar
 
     inputs = [Path(p) for p in args.inputs]
     for path in inputs:

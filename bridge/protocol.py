@@ -1,6 +1,6 @@
 """The wire contract: OSC addresses, their argument signatures, replies and error codes.
 
-This table is the single source for the dispatcher (:mod:`bridge.control`), the OSCQuery
+This table is the single source for the dispatcher (:mod:`bridge.daemon.control`), the OSCQuery
 namespace (:mod:`bridge.transports.http`) and docs/PROTOCOL.md. No torch, no I/O.
 """
 

@@ -1,11 +1,11 @@
 """``pose2person replay`` and ``pose2person record``: rehearse a show without performers.
 
 ``pose2person record start FOLDER --to HOST:PORT [--source all|HOST|HOST:PORT]`` asks a running
-bridge to record its clients' input (``/pose2person/record``, :mod:`bridge.recorder`) into FOLDER
+bridge to record its clients' input (``/pose2person/record``, :mod:`bridge.daemon.recorder`) into FOLDER
 (a new folder inside the bridge's ``--allow-root``); ``pose2person record stop FOLDER`` ends it.
 
 ``pose2person replay FOLDER --to HOST:PORT [--speed 1.0] [--loop]`` plays a recording
-(:mod:`bridge.recording`) back into a bridge at the recorded pace, over the same transports: each
+(:mod:`bridge.formats.recording`) back into a bridge at the recorded pace, over the same transports: each
 recorded client gets its own UDP socket; keypoint messages are sent as they were (type tags and
 values), to a shared-memory channel of their frame size that the replay opens as their target;
 shared-memory frames are written into a channel of the recorded size, format and origin, then
@@ -26,8 +26,8 @@ import numpy as np
 from . import protocol
 from .client import BridgeClient, RemoteError, ReplyTimeout, ShmSession
 from .errors import BridgeError
+from .formats.recording import Entry, KeypointEntry, ShmEntry, read_entries, read_meta
 from .osc import encode_message
-from .recording import Entry, KeypointEntry, ShmEntry, read_entries, read_meta
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 code as ``serve`` (``Catalog.load`` and ``run_stage``), with a progress bar.
 
 Inputs: images, videos, folders of them, and, for keypoint models, keypoint files (OpenPose
-JSON, CSV, JSONL; see :mod:`bridge.keypoints`). Images become ``OUT/<stem>.png``, videos
+JSON, CSV, JSONL; see :mod:`bridge.pose.keypoints`). Images become ``OUT/<stem>.png``, videos
 ``OUT/<stem>.mp4`` (or OUT itself when it ends in ``.mp4`` and there is one video).
 """
 
@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 
 from .config import resolve_pipeline
+from .daemon.jobs import run_stage
 from .errors import BridgeError
-from .jobs import run_stage
-from .progress import ProgressBar
 from .send_cmd import IMAGE_EXTENSIONS, frame_count, iter_frames
 from .stages import Catalog
+from .util.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
@@ -64,7 +64,7 @@ class VideoOut:
 
 
 def _keypoint_frames(stage: object, path: Path) -> Iterator[tuple[str, np.ndarray]]:
-    from .keypoints import keypoints_to_pose, read_keypoint_file
+    from .pose.keypoints import keypoints_to_pose, read_keypoint_file
 
     generate = getattr(stage, "generate_from_pose", None)
     if generate is None:

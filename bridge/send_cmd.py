@@ -22,7 +22,7 @@ import numpy as np
 
 from .client import BridgeClient, RemoteError, ReplyTimeout
 from .config import default_allow_root
-from .progress import ProgressBar
+from .util.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 

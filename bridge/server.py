@@ -16,17 +16,17 @@ import signal
 import threading
 from typing import Any
 
-from . import __version__
+from . import __version__, stages
 from .config import Config
-from .control import Controller, Router
+from .daemon.control import Controller, Router
+from .daemon.memtune import tune_allocator
+from .daemon.monitor import FrameTap
+from .daemon.pipeline import Pipeline
+from .daemon.shm_channels import ChannelRegistry
 from .errors import TransportError
-from . import metrics, stages
-from .memtune import tune_allocator
-from .monitor import FrameTap
-from .pipeline import Pipeline
-from .shm_channels import ChannelRegistry
 from .transports.osc_tcp import OscTcpServer
 from .transports.osc_udp import OscUdpServer
+from .util import metrics
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Bridge:
             "processed": s.processed,
             "dropped": s.dropped,
             "errors": s.errors,
-            "safe_frames": s.safe,  # frames answered with a safe picture (bridge/safe_output.py)
+            "safe_frames": s.safe,  # frames answered with a safe picture (bridge/daemon/safe_output.py)
             "model_restarts": self.pipeline.restarts,  # stalled models restarted by the watchdog
             "safe_output": self.config.safety.safe_output,
             "malformed_packets": self.controller.malformed_packets if self.controller else 0,
@@ -107,7 +107,7 @@ class Bridge:
             "shm_channels": self.channels.names() if self.channels else [],
             "endpoints": dict(self.endpoints),
             "engine": self.pipeline.engine.describe(),
-            **metrics.health_figures(self.pipeline, self.controller.recorder if self.controller else None),  # uptime, stages, queue, process (bridge/metrics.py)
+            **metrics.health_figures(self.pipeline, self.controller.recorder if self.controller else None),  # uptime, stages, queue, process (bridge/util/metrics.py)
         }
 
     def metrics_text(self) -> str:
@@ -141,7 +141,7 @@ class Bridge:
         await self.pipeline.async_start()
         # 3. discovery, last
         if cfg.discovery.enabled:
-            from .discovery import Advertiser  # zeroconf: loaded only when used
+            from .daemon.discovery import Advertiser  # zeroconf: loaded only when used
 
             self.advertiser = Advertiser(cfg.discovery, osc_port=osc_port, http_port=http_port,
                                          bind_host=cfg.osc.host, version=__version__)

@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bridge import keypoints as kp
-from bridge import puppet as pp
-from bridge.dataset import square
-from bridge.dataset_layout import read_rgb
-from bridge.puppet_render import render_person
+from bridge.pose import keypoints as kp
+from bridge.puppet import skeleton as pp
+from bridge.datasets.build import square
+from bridge.datasets.layout import read_rgb
+from bridge.puppet.render import render_person
 
 REPO = Path(__file__).resolve().parent.parent
 W, H, SIDE = 128, 96, 96  # a landscape camera frame; the puppet dances in its middle square

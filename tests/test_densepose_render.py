@@ -1,4 +1,4 @@
-"""bridge.pose_render against OpenCV's colormaps and detectron2's MatrixVisualizer rule, pixel by pixel.
+"""bridge.pose.render against OpenCV's colormaps and detectron2's MatrixVisualizer rule, pixel by pixel.
 
 The expectations are computed independently here: per pixel, with cv2.applyColorMap called on
 each value, in plain Python float arithmetic, not through the module's lookup tables.
@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bridge.pose_render import STYLES, render_pose, wrap_to_uint8
-from bridge.pose_types import PoseInstance, PoseResult
+from bridge.pose.render import STYLES, render_pose, wrap_to_uint8
+from bridge.pose.types import PoseInstance, PoseResult
 
 
 def _instance(x: int, y: int, w: int, h: int, seed: int, score: float = 0.9) -> PoseInstance:
@@ -160,5 +160,5 @@ def test_frame_not_modified(frame: np.ndarray, result: PoseResult) -> None:
 
 
 def test_renderer_does_not_import_torch() -> None:
-    code = "import sys, bridge.pose_render; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, bridge.pose.render; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -15,7 +15,7 @@ import pytest
 from zeroconf import InterfaceChoice, IPVersion
 
 from bridge.config import DiscoveryConfig
-from bridge.discovery import (Advertiser, FoundBridge, NullAdvertiser, advertise_plan, async_browse, format_table,
+from bridge.daemon.discovery import (Advertiser, FoundBridge, NullAdvertiser, advertise_plan, async_browse, format_table,
                               host_ipv4_addresses)
 from bridge.errors import TransportError
 

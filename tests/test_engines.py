@@ -17,10 +17,10 @@ from bridge.cli import build_parser
 from bridge.cli_engine import engine_option_values
 from bridge.config import ConfigError, EngineConfig, resolve_engine
 from bridge.errors import ClientError
-from bridge.jobs import FrameJob
-from bridge.latest import LatestMailboxes
+from bridge.daemon.jobs import FrameJob
+from bridge.daemon.latest import LatestMailboxes
 from bridge.osc import decode_packet, encode_message
-from bridge.pipeline import Pipeline
+from bridge.daemon.pipeline import Pipeline
 
 
 # -- exclusive mailboxes ----------------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_importing_the_pipeline_does_not_import_ray() -> None:
     import subprocess
     import sys
 
-    code = "import sys, bridge.server, bridge.pipeline, bridge.engines.local; print('ray' in sys.modules)"
+    code = "import sys, bridge.server, bridge.daemon.pipeline, bridge.engines.local; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 

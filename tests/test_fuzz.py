@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 
 from bridge.client import BridgeClient
 from bridge.errors import ClientError
-from bridge.keypoints import parse_keypoint_args
+from bridge.pose.keypoints import parse_keypoint_args
 from bridge.osc import OscDecodeError, decode_packet
 from bridge.shm import ChannelFile, Layout, ShmError, create_channel_file, parse_header
-from bridge.wsframe import parse_frame
+from bridge.transports.wsframe import parse_frame
 
 from conftest import REPO, RunningBridge, start_bridge
 
@@ -66,7 +66,7 @@ def test_fuzzed_packets_and_channel_files(daemon: RunningBridge) -> None:
 
 
 def test_expected_codes_oracle() -> None:
-    """The harness's own idea of the protocol (written apart from bridge/control.py)."""
+    """The harness's own idea of the protocol (written apart from bridge/daemon/control.py)."""
     assert fuzz.expected_codes(f"{P}/ping", "d", [None]) == {"unsupported_type"}
     assert fuzz.expected_codes(f"{P}/nope", "", []) == {"unknown_address"}
     assert fuzz.expected_codes(f"{P}/ping", "ii", [1, 2]) == {"bad_arguments"}
@@ -346,8 +346,8 @@ def test_the_monitor_tap_never_holds_the_clients_mapping(tmp_path: Path, model: 
     import time as _time
 
     from bridge.config import SecurityConfig, ShmConfig
-    from bridge.jobs import ShmJob
-    from bridge.shm_channels import ChannelRegistry
+    from bridge.daemon.jobs import ShmJob
+    from bridge.daemon.shm_channels import ChannelRegistry
     from bridge.stages import load
 
     registry = ChannelRegistry(ShmConfig(directory=tmp_path), SecurityConfig(), "t")

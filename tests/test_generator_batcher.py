@@ -81,7 +81,7 @@ def tiny_densepose_stage(tmp_path: Any, depth: int) -> tuple[GeneratorStage, Bat
 def test_depth_two_overlaps_densepose_of_the_next_frame_with_the_generator_of_this_one(tmp_path: Any) -> None:
     """One client, two frames in flight (as the pipeline's two workers hold them): the pose of
     frame k+1 runs while the generator works on frame k, and every frame gets its own picture."""
-    from bridge import metrics
+    from bridge.util import metrics
 
     inner, stage = tiny_densepose_stage(tmp_path, depth=2)
     rng = np.random.default_rng(3)
@@ -203,9 +203,9 @@ def test_a_stall_answers_every_frame_of_the_stuck_stage_not_only_the_oldest(monk
 
     from bridge import engines
     from bridge.config import EngineConfig, SafetyConfig
-    from bridge.jobs import FrameJob, run_stage
+    from bridge.daemon.jobs import FrameJob, run_stage
     from bridge.osc import decode_packet, encode_message
-    from bridge.pipeline import Pipeline
+    from bridge.daemon.pipeline import Pipeline
 
     monkeypatch.setitem(engines.ENGINES, "pipelined", f"{__name__}:PipelinedEngine")
 

@@ -251,7 +251,7 @@ def test_densepose_pipelines_one_clients_frames_and_answers_them_in_order(models
     per-stage timings still cover pose and generator."""
     from bridge.densepose import load_predictor
     from bridge.densepose.settings import DensePoseSettings
-    from bridge.pose_render import render_pose
+    from bridge.pose.render import render_pose
 
     dp = tiny_densepose(tmp_path / "dp")
     bridge = start_bridge(tmp_path, "--model", "artist", "--models-dir", str(models), "--models-dir",

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge import keypoints as kp
-from bridge import puppet as pp
+from bridge.pose import keypoints as kp
+from bridge.puppet import skeleton as pp
 from bridge.errors import ClientError
-from bridge.pose_render import colormap_lut, render_pose
-from bridge.pose_types import PART_NAMES
+from bridge.pose.render import colormap_lut, render_pose
+from bridge.pose.types import PART_NAMES
 
 import cv2
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bridge.client import BridgeClient, RemoteError
-from bridge.keypoints import keypoints_to_pose, parse_keypoint_args
-from bridge.pose_render import render_pose
+from bridge.pose.keypoints import keypoints_to_pose, parse_keypoint_args
+from bridge.pose.render import render_pose
 from conftest import RunningBridge
 
 P = "/pose2person"
@@ -74,9 +74,9 @@ def test_keypoint_errors_are_answered_and_the_daemon_keeps_serving(bridge: Runni
 
 def test_serve_with_no_model_flag_draws_the_puppet_from_keypoints(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The README's first command: the default model turns keypoint messages into the puppet."""
-    from bridge.daemon_proc import DaemonProcess
-    from bridge.puppet_eval import psnr
-    from bridge.synth_cmd import SynthOptions, random_sample
+    from bridge.daemon.proc import DaemonProcess
+    from bridge.puppet.eval import psnr
+    from bridge.puppet.synth import SynthOptions, random_sample
 
     opts = SynthOptions(seed=4242, size=256)  # poses the demo model was not trained on
     with DaemonProcess([], shm_dir=tmp_path) as daemon, BridgeClient("127.0.0.1", daemon.port, timeout=60) as client:

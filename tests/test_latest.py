@@ -1,4 +1,4 @@
-"""bridge.latest.LatestMailboxes: latest-wins slots, round-robin, close, and a bounded backlog."""
+"""bridge.daemon.latest.LatestMailboxes: latest-wins slots, round-robin, close, and a bounded backlog."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bridge.latest import LatestMailboxes, MailboxClosed
+from bridge.daemon.latest import LatestMailboxes, MailboxClosed
 
 
 def test_put_replaces_and_returns_overtaken() -> None:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bridge.memtune import tune_allocator
+from bridge.daemon.memtune import tune_allocator
 from conftest import REPO
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
@@ -21,7 +21,7 @@ PROBE = """
 import resource, sys
 import numpy as np
 if sys.argv[1] == "tuned":
-    from bridge.memtune import tune_allocator
+    from bridge.daemon.memtune import tune_allocator
     assert tune_allocator()
 size = 1920 * 1080 * 4 * 4 + 1
 np.ones(size, np.uint8)

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from bridge import metrics
+from bridge.util import metrics
 from bridge.demo_cmd import dance_frames
 
 from conftest import RunningBridge, start_bridge

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from bridge import monitor
-from bridge.monitor import FrameTap, TapFrames, client_label, thumbnail
+from bridge.daemon import monitor
+from bridge.daemon.monitor import FrameTap, TapFrames, client_label, thumbnail
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""bridge.paths (allowed roots, symlinks, traversal) and bridge.imageio (safe decode, atomic write).
+"""bridge.formats.paths (allowed roots, symlinks, traversal) and bridge.formats.imageio (safe decode, atomic write).
 
 PNG inputs are built byte by byte by a small encoder below (zlib + CRC), so the expected
 pixels do not come from the decoder under test. Symlinks and files are real, in tmp_path.
@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from bridge.errors import ClientError
-from bridge.imageio import read_image, write_image_atomic
-from bridge.paths import DEFAULT_OUTPUT_SUFFIX, resolve_input, resolve_output
+from bridge.formats.imageio import read_image, write_image_atomic
+from bridge.formats.paths import DEFAULT_OUTPUT_SUFFIX, resolve_input, resolve_output
 
 BIG = 10**9
 

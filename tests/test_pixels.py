@@ -1,4 +1,4 @@
-"""bridge.pixels.convert: channel order, alpha, uint8 <-> float32 and row flips, against
+"""bridge.formats.pixels.convert: channel order, alpha, uint8 <-> float32 and row flips, against
 hand-written expectations."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bridge.pixels import FORMATS, channel_order, convert, format_for, has_alpha, is_float
+from bridge.formats.pixels import FORMATS, channel_order, convert, format_for, has_alpha, is_float
 
 # One 1x2 picture in every format, written out by hand:
 # pixel 0 = R 10, G 20, B 30, A 40; pixel 1 = R 255, G 0, B 128, A 255.

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge import keypoints as kp
-from bridge import puppet as pp
-from bridge.dataset_layout import read_rgb
-from bridge.pose_render import render_pose
-from bridge.puppet_render import render_person
-from bridge.synth_cmd import SynthOptions, random_sample, run_synth
+from bridge.pose import keypoints as kp
+from bridge.puppet import skeleton as pp
+from bridge.datasets.layout import read_rgb
+from bridge.pose.render import render_pose
+from bridge.puppet.render import render_person
+from bridge.puppet.synth import SynthOptions, random_sample, run_synth
 
 SIZE = 96
 

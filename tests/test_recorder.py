@@ -15,12 +15,12 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from bridge import recording
+from bridge.formats import recording
 from bridge.client import RemoteError
 from bridge.demo_cmd import dance_frames
 from bridge.osc import decode_packet
-from bridge.recorder import Recorder
-from bridge.recording import RecordingError, read_entries
+from bridge.daemon.recorder import Recorder
+from bridge.formats.recording import RecordingError, read_entries
 from bridge.replay_cmd import replay
 
 from conftest import REPO, RunningBridge, start_bridge, wait_until

@@ -1,4 +1,4 @@
-"""bridge.reply_order: one client's frames in flight publish in frame order, whatever order
+"""bridge.daemon.reply_order: one client's frames in flight publish in frame order, whatever order
 their worker threads wake in; a frame never waits on a predecessor that was given up."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.latest import LatestMailboxes
-from bridge.reply_order import FrameView, ReplyOrder
+from bridge.daemon.latest import LatestMailboxes
+from bridge.daemon.reply_order import FrameView, ReplyOrder
 
 
 @dataclass

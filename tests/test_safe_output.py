@@ -9,7 +9,7 @@ import pytest
 
 from bridge.client import BridgeClient, RemoteError
 from bridge.errors import ClientError
-from bridge.safe_output import LastFrames, SafeOutput, black, colour_bars
+from bridge.daemon.safe_output import LastFrames, SafeOutput, black, colour_bars
 from conftest import start_bridge, wait_until
 
 P = "/pose2person"

@@ -1,4 +1,4 @@
-"""bridge.stages (registry and built-in numpy stages) and bridge.stats.PipelineStats."""
+"""bridge.stages (registry and built-in numpy stages) and bridge.daemon.stats.PipelineStats."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from bridge import stages
 from bridge.errors import ModelLoadError
-from bridge.stats import LATENCY_WINDOW, PipelineStats
+from bridge.daemon.stats import LATENCY_WINDOW, PipelineStats
 
 # ---------------------------------------------------------------------------------------------
 # registry

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bridge.pixels import convert
+from bridge.formats.pixels import convert
 from bridge.shm import ChannelFile
 from conftest import REPO, RunningBridge
 

@@ -13,7 +13,7 @@ import torch
 from bridge import cards
 from bridge.generator.checkpoint import load_generator, parse_train_opt, spec_from_options
 from bridge.generator.nets import build_generator
-from bridge.synth_cmd import SynthOptions, run_synth
+from bridge.puppet.synth import SynthOptions, run_synth
 from bridge.train.loop import lr_factor, train
 from bridge.train.networks import NLayerDiscriminator
 from bridge.train.options import TrainOptions, resolved
@@ -105,7 +105,7 @@ def test_linear_schedule_matches_the_reference() -> None:
 
 
 def test_shipped_demo_model_meets_its_stated_quality() -> None:
-    from bridge.puppet_eval import evaluate
+    from bridge.puppet.eval import evaluate
 
     folder = REPO / "models" / "puppet"
     card = cards.load_card(folder)

@@ -17,7 +17,7 @@ import pytest
 
 from bridge.osc import decode_packet, encode_message
 from bridge.transports.ws import MAX_MESSAGE_BYTES
-from bridge.wsframe import HEADER, HEADER_SIZE, KIND_RESULT, MAGIC, is_frame, pack_frame
+from bridge.transports.wsframe import HEADER, HEADER_SIZE, KIND_RESULT, MAGIC, is_frame, pack_frame
 from conftest import RunningBridge, start_bridge
 
 P = "/pose2person"

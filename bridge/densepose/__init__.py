@@ -7,7 +7,7 @@ API for the serving pipeline::
 
     load_predictor(weights: Path, config_name: str, device: str = "cpu",
                    settings: DensePoseSettings | None = None) -> DensePosePredictor
-    predictor.predict(frame_bgr: np.ndarray) -> bridge.pose_types.PoseResult
+    predictor.predict(frame_bgr: np.ndarray) -> bridge.pose.types.PoseResult
         # frame_bgr: uint8 (H, W, 3) BGR; instances in detectron2's order (descending score).
         # Thread-compatible: call it from one worker thread (no internal locking).
     predictor.timings: dict[str, float]
@@ -24,7 +24,7 @@ Config names (:data:`CONFIGS`): ``densepose_rcnn_R_50_FPN_s1x`` (default), ``...
 ``..._R_50_FPN_s1x_legacy``, ``..._R_101_FPN_s1x_legacy``, ``..._R_50_FPN_DL_s1x``,
 ``..._R_101_FPN_DL_s1x`` (the ``densepose_rcnn_`` prefix may be left off).
 Weights: :func:`bridge.densepose.weights.fetch_zoo_weights` (no torch). Rendering:
-:func:`bridge.pose_render.render_pose`. Semantics and what is tested: docs/DENSEPOSE.md.
+:func:`bridge.pose.render.render_pose`. Semantics and what is tested: docs/DENSEPOSE.md.
 
 Importing this package, :mod:`.configs`, :mod:`.settings` or :mod:`.weights` does not import
 torch; the names below that need it load on first use.

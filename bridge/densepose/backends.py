@@ -1,7 +1,7 @@
 """Pose backends: this package's own network (``torch``, the default) or detectron2 itself.
 
 ``--pose-backend detectron2`` runs facebookresearch's ``detectron2`` + ``densepose`` (DensePose
-project) when both import, and returns the same :class:`~bridge.pose_types.PoseResult`, so the
+project) when both import, and returns the same :class:`~bridge.pose.types.PoseResult`, so the
 renderers and the generator see no difference. Useful to cross-check this reimplementation or
 to run a config this package does not cover (the DensePose-project ``.yaml`` can be given).
 detectron2 is not on PyPI: it is built from source against the installed torch (see
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import ModelLoadError
-from ..pose_types import PoseInstance, PoseResult
+from ..pose.types import PoseInstance, PoseResult
 from .configs import DensePoseConfig, get_config
 from .settings import DensePoseSettings
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ModelLoadError
-from ..state_dicts import key_mismatch
+from ..util.state_dicts import key_mismatch
 from .configs import CONFIGS
 
 if TYPE_CHECKING:  # pragma: no cover

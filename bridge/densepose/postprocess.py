@@ -1,4 +1,4 @@
-"""From network outputs to :class:`~bridge.pose_types.PoseResult`, as detectron2 does it.
+"""From network outputs to :class:`~bridge.pose.types.PoseResult`, as detectron2 does it.
 
 * :func:`rescale_boxes`: ``detector_postprocess``: boxes x (W / new_w, H / new_h), clipped to the
   frame, empty ones dropped; order (descending score) kept.
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..pose_types import PoseInstance
+from ..pose.types import PoseInstance
 from .rpn import clip_boxes, nonempty
 
 

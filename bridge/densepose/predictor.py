@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelLoadError
-from ..pose_types import PoseResult
+from ..pose.types import PoseResult
 from .checkpoint import load_into, read_checkpoint
 from .configs import DensePoseConfig, get_config
 from .model import DensePoseRCNN, build_model

@@ -7,7 +7,7 @@ defaults to the project's ``models/`` folder, so the file lands beside the shipp
 (``models/<config name>/card.toml``), which is where ``serve --pose densepose`` looks for it
 (``*.pkl`` there is git-ignored: the weights are CC BY-SA 3.0 and never bundled).
 
-* Progress on stderr (:class:`bridge.progress.ProgressBar`, in MB).
+* Progress on stderr (:class:`bridge.util.progress.ProgressBar`, in MB).
 * Resumes: bytes go to ``<file>.part``; a later call asks for the rest with an HTTP ``Range``
   header (a server that ignores it sends everything again, which is handled).
 * Checks: the byte count against the server's ``Content-Length`` / ``Content-Range`` total, and
@@ -121,7 +121,7 @@ def fetch_url(url: str, dest: Path, progress: bool = True, timeout: float = 10.0
             log.info("the server ignored the resume request; downloading %s from the start", dest.name)
             have = 0
         total = _total_size(response.headers, have, status)
-        from ..progress import ProgressBar
+        from ..util.progress import ProgressBar
 
         bar = ProgressBar(max(1, (total or 0) // CHUNK), f"{dest.name} (MB)", enabled=progress, every_s=5.0)
         shown = have // CHUNK  # whole MB on the bar

@@ -1,6 +1,6 @@
 """Engines: where the model stage runs for the pipeline (``serve --engine local|ray``).
 
-The pipeline (:mod:`bridge.pipeline`) owns the latest-frame-wins mailboxes, the statistics
+The pipeline (:mod:`bridge.daemon.pipeline`) owns the latest-frame-wins mailboxes, the statistics
 and its worker threads; an engine owns the model. The contract:
 
 * :meth:`Engine.async_start` loads (and warms up) the first model and returns the
@@ -15,7 +15,7 @@ and its worker threads; an engine owns the model. The contract:
   (``replica_lost``), which the worker answers like any other frame error;
 * :meth:`Engine.describe` is a small JSON-able dict for ``/health``.
 
-Engines are chosen by name from an import-string table, so ``import bridge.pipeline`` never
+Engines are chosen by name from an import-string table, so ``import bridge.daemon.pipeline`` never
 imports Ray (only :mod:`bridge.engines.ray_engine` does).
 """
 

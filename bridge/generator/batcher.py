@@ -15,7 +15,7 @@ in one network call) and ``--pipeline-depth D`` (up to D frames of one client in
   owner thread (the pose models the pose thread, the generator the other).
 
 Timings: the two threads measure each frame's ``pose`` and ``generator`` time, and the calling
-worker files them under its frame (bridge/metrics.py), so ``/status/stages`` reads the same as
+worker files them under its frame (bridge/util/metrics.py), so ``/status/stages`` reads the same as
 for the one-thread stage. :meth:`BatchingStage.close` stops the threads once their queues are
 empty (an evicted or replaced model); a call that still arrives then runs on the caller's thread.
 """
@@ -31,8 +31,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..metrics import record
-from ..pose_types import PoseResult
+from ..pose.types import PoseResult
+from ..util.metrics import record
 from .stage import GeneratorStage
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class BatchingStage:
                 record("generator", frame.generator_ms)
 
     def _pose_loop(self) -> None:
-        from ..pose_render import render_pose
+        from ..pose.render import render_pose
 
         while True:
             with self._cond:

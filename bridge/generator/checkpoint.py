@@ -26,7 +26,7 @@ from typing import Mapping
 import torch
 
 from ..errors import ModelLoadError
-from ..state_dicts import key_mismatch
+from ..util.state_dicts import key_mismatch
 from .nets import NET_NAMES, RESNET_BLOCKS, UNET_DOWNS, GeneratorSpec, build_generator
 
 log = logging.getLogger(__name__)

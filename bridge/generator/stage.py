@@ -5,14 +5,14 @@ Per frame, on the pipeline worker thread:
 1. **pose image** from the card's (or ``--pose``) pose source: ``image`` (the frame is the
    pose image, e.g. rendered by the client), ``densepose`` (the DensePose stage renders the
    person in the card's ``pose_style``), or ``keypoints`` (a keypoint message, rendered by
-   :mod:`bridge.keypoints`; see :meth:`GeneratorStage.generate_from_pose`);
+   :mod:`bridge.pose.keypoints`; see :meth:`GeneratorStage.generate_from_pose`);
 2. **framing** to the training aspect (``squash`` / ``center-crop`` / ``letterbox``);
 3. **the reference path**: PIL bicubic squash, [-1, 1], the network, truncating uint8, RGB;
 4. **mapping back** to the client's frame size (``inverse`` or ``stretch``).
 
 The stage declares ``input_format = "RGB8"``, so the pipeline converts the client's pixels
 (BGRA from Processing, bottom-up float RGBA from TouchDesigner, ...) in one place
-(:mod:`bridge.pixels`) before and after.
+(:mod:`bridge.formats.pixels`) before and after.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import numpy as np
 
 from ..cards import ModelCard
 from ..errors import BridgeError, ModelLoadError
-from ..metrics import timed
-from ..pose_types import PoseResult
+from ..pose.types import PoseResult
+from ..util.metrics import timed
 from .checkpoint import load_generator
 from .engine import GeneratorEngine
 from .nets import GeneratorSpec
@@ -72,7 +72,7 @@ class DensePosePose:
     name = "densepose"
 
     def __init__(self, predictor: object, style: str) -> None:
-        from ..pose_render import STYLES
+        from ..pose.render import STYLES
 
         if style not in STYLES:
             raise ModelLoadError(f"pose style {style!r} is not one of {', '.join(STYLES)}")
@@ -80,7 +80,7 @@ class DensePosePose:
         self.last_result: PoseResult | None = None
 
     def pose_image(self, rgb: np.ndarray) -> np.ndarray:
-        from ..pose_render import render_pose
+        from ..pose.render import render_pose
 
         bgr = np.ascontiguousarray(rgb[..., ::-1])  # detectron2 semantics: the network reads BGR
         result = self.predictor.predict(bgr)  # type: ignore[attr-defined]
@@ -120,7 +120,7 @@ class GeneratorStage:
     def generate(self, pose_rgb: np.ndarray) -> np.ndarray:
         """The generated RGB picture for an RGB pose image, at the pose image's size.
 
-        Its time is the ``generator`` stage of the frame's timings (bridge/metrics.py)."""
+        Its time is the ``generator`` stage of the frame's timings (bridge/util/metrics.py)."""
         with timed("generator"):
             self.last_pose = pose_rgb
             framed, fmap = frame_input(pose_rgb, self.contract)
@@ -148,7 +148,7 @@ class GeneratorStage:
 
     def generate_from_pose(self, result: PoseResult) -> np.ndarray:
         """Render ``result`` in the card's style (on the style's own background), then generate."""
-        from ..pose_render import render_pose
+        from ..pose.render import render_pose
 
         with timed("pose"):
             pose = render_pose(result, self.pose_style, None)

@@ -25,7 +25,7 @@ class Stage(Protocol):
     """Contract of a model stage.
 
     ``process`` receives a read-only ``(h, w, c)`` array in format ``fmt`` (see
-    :mod:`bridge.pixels`) and returns an array of the same shape and dtype, in the same
+    :mod:`bridge.formats.pixels`) and returns an array of the same shape and dtype, in the same
     format. It runs on the single pipeline worker thread and may keep no reference to
     its input after returning (shared-memory inputs are only valid during the call).
     A stage may declare ``input_format`` (e.g. ``"RGB8"``) to get its input converted,

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from ..errors import ModelLoadError
-from ..pixels import has_alpha, is_float
+from ..formats.pixels import has_alpha, is_float
 
 
 class Passthrough:

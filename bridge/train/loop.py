@@ -33,7 +33,7 @@ import torch
 
 from .. import cards
 from ..generator.checkpoint import write_train_opt
-from ..progress import ProgressBar
+from ..util.progress import ProgressBar
 from . import data
 from .models import CycleGAN, Pix2Pix, build_model
 from .options import TrainOptions, as_json, reference_options, resolved

@@ -28,8 +28,8 @@ from aiohttp import web
 
 from ..config import HttpConfig
 from ..errors import TransportError
-from ..logutil import RateLimitedLog
 from ..protocol import ADDRESSES, PROTOCOL_VERSION, Address
+from ..util.logutil import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class OscQueryServer:
 
     async def _handle_metrics(self, request: web.Request) -> web.Response:
         assert self._metrics_fn is not None
-        from ..metrics import PROMETHEUS_CONTENT_TYPE
+        from ..util.metrics import PROMETHEUS_CONTENT_TYPE
 
         return web.Response(body=self._metrics_fn().encode("utf-8"), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 

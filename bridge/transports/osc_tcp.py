@@ -13,10 +13,10 @@ import logging
 import struct
 from typing import Awaitable, Callable, Hashable
 
-from ..control import Controller
+from ..daemon.control import Controller
+from ..daemon.jobs import error_packet
 from ..errors import TransportError
-from ..jobs import error_packet
-from ..logutil import RateLimitedLog
+from ..util.logutil import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

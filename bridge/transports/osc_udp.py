@@ -7,9 +7,9 @@ import logging
 import socket
 from typing import Hashable
 
-from ..control import Controller, Router
+from ..daemon.control import Controller, Router
 from ..errors import TransportError
-from ..logutil import RateLimitedLog
+from ..util.logutil import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@
 Routes added to the OSCQuery server's aiohttp app (before its catch-all):
 
 * ``GET /ws``: a WebSocket. Each **binary** message is one OSC packet (handed to the
-  :class:`~bridge.control.Controller` exactly like a UDP datagram) or one frame
-  (:mod:`bridge.wsframe` header + pixels), which becomes a
-  :class:`~bridge.wsframe.WsFrameJob` in the connection's latest-frame-wins mailbox.
+  :class:`~bridge.daemon.control.Controller` exactly like a UDP datagram) or one frame
+  (:mod:`bridge.transports.wsframe` header + pixels), which becomes a
+  :class:`~bridge.transports.wsframe.WsFrameJob` in the connection's latest-frame-wins mailbox.
   Replies come back on the socket: OSC packets, and result frames. Text messages are
   refused with ``malformed_packet``.
 * ``GET /web/...``: the files of ``sketches/web`` (the p5.js page and the monitor page).
@@ -37,14 +37,14 @@ from aiohttp import WSMsgType, web
 
 from .. import protocol, stages
 from ..config import Config
-from ..control import Controller
+from ..daemon.control import Controller
+from ..daemon.jobs import error_packet
+from ..daemon.monitor import FrameTap
+from ..daemon.pipeline import Pipeline
 from ..errors import ClientError
-from ..jobs import error_packet
-from ..logutil import RateLimitedLog
-from ..monitor import FrameTap
 from ..osc import encode_message
-from ..pipeline import Pipeline
-from ..wsframe import WsFrameJob, is_frame, parse_frame
+from ..util.logutil import RateLimitedLog
+from .wsframe import WsFrameJob, is_frame, parse_frame
 
 log = logging.getLogger(__name__)
 

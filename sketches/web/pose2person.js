@@ -2,7 +2,7 @@
 //
 // One binary WebSocket message is one OSC 1.0 packet, or one frame: a 32-byte header
 // (docs/PROTOCOL.md, "WebSocket") followed by raw pixels. This file is the browser's twin
-// of bridge/wsframe.py and a minimal OSC codec for the four portable types i f s b.
+// of bridge/transports/wsframe.py and a minimal OSC codec for the four portable types i f s b.
 // No dependencies; works without p5.js too.
 "use strict";
 

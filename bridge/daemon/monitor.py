@@ -30,7 +30,7 @@ from typing import Any, Hashable
 
 import numpy as np
 
-from .pixels import convert
+from ..formats.pixels import convert
 
 log = logging.getLogger(__name__)
 

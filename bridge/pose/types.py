@@ -4,10 +4,10 @@ Both pose sources speak this one vocabulary, so one generator can take either:
 
 * the DensePose stage (``bridge.densepose``) fills it from the network's chart output,
   exactly as detectron2's ``DensePoseChartResult`` (labels and U/V inside each box);
-* the keypoint source (``bridge.keypoints``) and the synthetic puppet (``bridge.puppet``)
+* the keypoint source (``bridge.pose.keypoints``) and the synthetic puppet (``bridge.puppet.skeleton``)
   draw limbs as body parts in the same 24-part vocabulary.
 
-Renderers (``bridge.pose_render``) turn a :class:`PoseResult` into the RGB pose image a
+Renderers (``bridge.pose.render``) turn a :class:`PoseResult` into the RGB pose image a
 generator was trained on. Numpy only: no torch here.
 """
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .synth_cmd import SynthOptions, random_sample
+from .synth import SynthOptions, random_sample
 
 HELD_OUT_SEED = 1000  # the demo model was trained on seed 1
 RENDER_SIZE = 256
@@ -82,9 +82,9 @@ def run_generator(model_dir: Path, poses: np.ndarray) -> np.ndarray:
     """The card's generator on ``poses`` (uint8, already at its load size), one frame at a time."""
     import torch
 
-    from . import cards
-    from .generator.checkpoint import load_generator
-    from .generator.nets import build_generator, set_norm_mode
+    from .. import cards
+    from ..generator.checkpoint import load_generator
+    from ..generator.nets import build_generator, set_norm_mode
 
     card = cards.load_card(model_dir)
     spec, sd = load_generator(card.verify_weights())
@@ -103,7 +103,7 @@ def run_generator(model_dir: Path, poses: np.ndarray) -> np.ndarray:
 def evaluate(model_dir: Path, count: int = 16, seed: int = HELD_OUT_SEED) -> tuple[Quality, np.ndarray, np.ndarray,
                                                                                    np.ndarray]:
     """(quality, pose images, outputs, truths) for the model in ``model_dir``."""
-    from . import cards
+    from .. import cards
 
     size = cards.load_card(model_dir).input.load_size
     poses, truths = held_out(count, size, seed)
@@ -124,7 +124,7 @@ def evaluate(model_dir: Path, count: int = 16, seed: int = HELD_OUT_SEED) -> tup
 def write_picture(poses: np.ndarray, outputs: np.ndarray, truths: np.ndarray, path: Path, q: Quality,
                   rows: int = 4, scale: int = 2) -> None:
     """The README picture: rows of input pose | output | truth, in pairs of samples side by side."""
-    from .train.report import sample_grid
+    from ..train.report import sample_grid
 
     def big(img: np.ndarray) -> np.ndarray:
         return np.asarray(Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.BICUBIC))

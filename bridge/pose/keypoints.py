@@ -32,7 +32,7 @@ The common skeleton (:data:`COMMON_JOINTS`) is what every layout maps to; ``neck
 ``mid_hip`` are the shoulder and hip midpoints where a layout has no such joint, ``*_hand`` is
 the middle of the hand (MediaPipe: between index and pinky knuckles), ``*_toe`` the toes.
 
-Drawing (:func:`keypoints_to_pose`) turns each person into a :class:`bridge.pose_types.PoseInstance`
+Drawing (:func:`keypoints_to_pose`) turns each person into a :class:`bridge.pose.types.PoseInstance`
 in DensePose's 24-part vocabulary, as a camera-facing body: the person's left is the image's right.
 When the person's left shoulder (or hip) is clearly on the image's left, the body faces away and
 the ``*_back`` parts are used. U runs along each limb from its proximal joint (0) to its distal
@@ -55,8 +55,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import ClientError
-from .pose_types import PART_NAMES, PoseInstance, PoseResult
+from ..errors import ClientError
+from .types import PART_NAMES, PoseInstance, PoseResult
 
 ERROR_CODE = "bad_keypoints"
 MAX_PEOPLE = 32  # per message; the UDP packet limit allows ~40 coco17 people

@@ -14,7 +14,7 @@ client have up to ``depth`` frames in flight, but only one in its first step: th
 frame is taken when the previous one has *left* the pose step (:meth:`LatestMailboxes.advance`),
 so the pose of the newest frame runs beside the generator of the previous one, and a frame never
 waits behind its own client's pose (where a newer frame could no longer replace it). The
-pipeline keeps the replies in order (:mod:`bridge.reply_order`); the mailbox only counts.
+pipeline keeps the replies in order (:mod:`bridge.daemon.reply_order`); the mailbox only counts.
 """
 
 from __future__ import annotations

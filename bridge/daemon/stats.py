@@ -7,7 +7,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from . import metrics
+from ..util import metrics
 
 LATENCY_WINDOW = 1000  # frames kept for mean / p95
 FPS_WINDOW_S = 5.0  # processed-frame rate is measured over this many seconds
@@ -39,7 +39,7 @@ class PipelineStats:
         self.dropped = 0
         self.errors = 0
         self.safe = 0
-        self.timings = metrics.StageTimings()  # per-stage latency (bridge/metrics.py)
+        self.timings = metrics.StageTimings()  # per-stage latency (bridge/util/metrics.py)
 
     def frame_started(self, received_ns: int) -> None:
         """Worker thread, as it takes a frame: start collecting its stage timings, the mailbox

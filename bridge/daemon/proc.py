@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from .errors import BridgeError
+from ..errors import BridgeError
 
 START_TIMEOUT_S = 120.0  # loading and warming up a model can take a while on a CPU
 STOP_TIMEOUT_S = 5.0

@@ -6,7 +6,7 @@ opened, answered ``/frame/ready``) or ``/pose2person/keypoints/target/path s out
 image file in an allowed root, written atomically, answered ``/frame/done``).
 
 On the worker thread a :class:`KeypointJob` draws the people as DensePose body parts
-(:func:`bridge.keypoints.keypoints_to_pose`) and hands the pose to the active model:
+(:func:`bridge.pose.keypoints.keypoints_to_pose`) and hands the pose to the active model:
 generator stages render it in their card's pose style and generate; built-in stages get the
 ``dp_segm`` pose image (so ``passthrough`` shows the pose and ``invert`` inverts it).
 """
@@ -19,19 +19,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import protocol
-from .errors import ClientError
-from .imageio import write_image_atomic
+from .. import protocol
+from ..errors import ClientError
+from ..formats.imageio import write_image_atomic
+from ..formats.pixels import convert
+from ..osc import encode_message
+from ..pose.keypoints import KeypointFrame, keypoints_to_pose
+from ..shm import ORIGIN_BOTTOM_LEFT, ShmError
+from ..stages import Stage
+from ..util.metrics import timed
 from .jobs import FrameJob, _retired, elapsed_ms, run_stage
-from .keypoints import KeypointFrame, keypoints_to_pose
-from .metrics import timed
 from .monitor import TapFrames
-from .osc import encode_message
-from .pixels import convert
 from .safe_output import MODEL_FAILURES
-from .shm import ORIGIN_BOTTOM_LEFT, ShmError
 from .shm_channels import Channel
-from .stages import Stage
 
 BUILTIN_POSE_STYLE = "dp_segm"
 
@@ -46,9 +46,9 @@ class KeypointTarget:
 
 def pose_picture(stage: Stage, frame: KeypointFrame) -> tuple[np.ndarray, np.ndarray]:
     """(pose image, result), both RGB8 at the keypoint frame's size."""
-    from .pose_render import render_pose
+    from ..pose.render import render_pose
 
-    with timed("pose"):  # stage timings (bridge/metrics.py); a generator adds its pose image render
+    with timed("pose"):  # stage timings (bridge/util/metrics.py); a generator adds its pose image render
         pose = keypoints_to_pose(frame)
     generate = getattr(stage, "generate_from_pose", None)
     if generate is not None:
@@ -77,7 +77,7 @@ class KeypointJob(FrameJob):
         except ClientError as exc:
             if self.safe is None or not self.safe.enabled or exc.code not in MODEL_FAILURES:
                 raise
-            from .pose_render import render_pose
+            from ..pose.render import render_pose
 
             # The keypoints' own pose image stands for "the input".
             pose = render_pose(keypoints_to_pose(self.frame), BUILTIN_POSE_STYLE, None)

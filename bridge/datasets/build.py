@@ -4,7 +4,7 @@ For every sampled frame:
 
 1. the pose comes from DensePose (``--densepose-weights``: ``bridge.densepose.load_predictor``) or
    from a keypoint file (``--keypoints``: OpenPose JSON folder, ``.csv`` or ``.jsonl``, see
-   :func:`bridge.keypoints.read_keypoint_file`; video frames are looked up by their index,
+   :func:`bridge.pose.keypoints.read_keypoint_file`; video frames are looked up by their index,
    images by the number their name ends in, or their name), in the frame's own pixels;
 2. frames with nobody in them, more than ``--max-people`` people, or no keypoints are dropped
    (and counted, with the reason);
@@ -13,7 +13,7 @@ For every sampled frame:
    then pose image and photo get the same square framing: ``letterbox`` pads to a square (the
    photo with ``--pad-color``, white as the artist did; a keypoint pose image with its style's
    background) or ``center-crop`` keeps the centred square; both are resized to ``--size``;
-4. the pair is written in the pytorch-CycleGAN-and-pix2pix layouts (:mod:`bridge.dataset_layout`).
+4. the pair is written in the pytorch-CycleGAN-and-pix2pix layouts (:mod:`bridge.datasets.layout`).
 
 Test split: kept frames go in runs of :data:`TEST_BLOCK`; every ``round(1 / test_fraction)``-th run
 is test, so neighbouring (near-identical) video frames do not straddle the split.
@@ -33,12 +33,12 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from . import keypoints as kp
-from .dataset_layout import DatasetWriter
-from .errors import BridgeError, ConfigError
-from .pose_render import STYLES, render_pose
-from .pose_types import PoseResult
-from .progress import ProgressBar
+from ..errors import BridgeError, ConfigError
+from ..pose import keypoints as kp
+from ..pose.render import STYLES, render_pose
+from ..pose.types import PoseResult
+from ..util.progress import ProgressBar
+from .layout import DatasetWriter
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -176,7 +176,7 @@ def keypoint_source(files: dict[str, kp.KeypointFrame], min_score: float) -> Pos
 
 def densepose_source(weights: str, config: str, device: str) -> PoseSource:
     try:
-        from .densepose import load_predictor  # type: ignore[attr-defined]
+        from ..densepose import load_predictor  # type: ignore[attr-defined]
     except ImportError as exc:
         raise ConfigError(f"DensePose is not available in this build ({exc}); give --keypoints instead") from None
     predictor = load_predictor(weights, config, device)

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import protocol
-from .errors import ClientError
-from .jobs import FrameJob, elapsed_ms, run_stage
-from .monitor import TapFrames
-from .shm import FORMAT_CODES, FORMAT_NAMES
-from .stages import Stage
+from .. import protocol
+from ..daemon.jobs import FrameJob, elapsed_ms, run_stage
+from ..daemon.monitor import TapFrames
+from ..errors import ClientError
+from ..shm import FORMAT_CODES, FORMAT_NAMES
+from ..stages import Stage
 
 MAGIC = b"P2PF"
 VERSION = 1

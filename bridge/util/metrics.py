@@ -370,7 +370,7 @@ MAX_QUEUE_AGES = 32  # waiting frames listed by age in /health (the count covers
 def health_figures(pipeline: Any, recorder: Any = None) -> dict[str, Any]:
     """The metrics part of ``/health``: ``uptime_s``, ``stages`` (per-stage p50/p95/p99 ms over the
     last frames), ``queue`` (waiting frames and their ages), ``process`` (:func:`process_figures`)
-    and, with a recorder, ``recorder``. ``pipeline`` is a :class:`bridge.pipeline.Pipeline`."""
+    and, with a recorder, ``recorder``. ``pipeline`` is a :class:`bridge.daemon.pipeline.Pipeline`."""
     ages = sorted(pipeline.queued_ages_ms(), reverse=True)
     out: dict[str, Any] = {
         "uptime_s": round(pipeline.stats.uptime_s, 3),

@@ -5,7 +5,7 @@ inside an ``--allow-root``; it must not exist yet, its parent must). ``source`` 
 ``self`` (the default: the sender's own messages), ``all`` (every client), ``HOST`` (every client
 on that host) or ``HOST:PORT`` (one client); each entry is tagged with its client.
 ``/pose2person/record/stop [s path]`` ends the sender's recording (or the one writing ``path``,
-so a recording started by ``pose2person record start`` can be stopped from another process). The format is :mod:`bridge.recording`;
+so a recording started by ``pose2person record start`` can be stopped from another process). The format is :mod:`bridge.formats.recording`;
 ``pose2person replay`` plays it back.
 
 Thread contract: everything public runs on the event-loop thread and only copies and queues. A
@@ -33,13 +33,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Hashable
 
-from . import protocol
-from .errors import ClientError
+from .. import protocol
+from ..errors import ClientError
+from ..formats.paths import resolve_output
+from ..formats.recording import INDEX, frame_file_name, write_meta
+from ..osc import encode_message
+from ..shm import ShmError
 from .monitor import client_label
-from .osc import encode_message
-from .paths import resolve_output
-from .recording import INDEX, frame_file_name, write_meta
-from .shm import ShmError
 from .shm_channels import Channel
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ Thread contract:
   keeps one worker thread; an engine with ``max_in_flight > 1`` (Ray, ``--max-batch``,
   ``--pipeline-depth``) gets that many workers over exclusive mailboxes. The active stage says
   how many frames it takes at once (``frames_in_flight``) and how many of one client
-  (``pipeline_depth``, default 1); with more than one, :mod:`bridge.reply_order` keeps each
+  (``pipeline_depth``, default 1); with more than one, :mod:`bridge.daemon.reply_order` keeps each
   client's replies in frame order.
-* Nothing a model does stops the show (:mod:`bridge.safe_output`): workers start before the
+* Nothing a model does stops the show (:mod:`bridge.daemon.safe_output`): workers start before the
   first model has loaded and answer with safe output meanwhile; a frame that fails in the
   model gets the client's safe picture; a frame that runs past ``stall_timeout_s`` makes a
   watchdog (loop task) abandon that worker generation, answer the frame with safe output on a
@@ -31,13 +31,13 @@ import threading
 import time
 from typing import Hashable
 
-from .config import EngineConfig, PipelineConfig, SafetyConfig
-from .errors import ClientError, ModelLoadError
+from .. import protocol, stages
+from ..config import EngineConfig, PipelineConfig, SafetyConfig
+from ..engines import Engine, create_engine
+from ..errors import ClientError, ModelLoadError
+from ..osc import encode_message
 from .jobs import AbandonedFrame, FrameJob, error_packet
 from .latest import LatestMailboxes, MailboxClosed
-from .osc import encode_message
-from . import protocol, stages
-from .engines import Engine, create_engine
 from .monitor import FrameTap
 from .reply_order import ReplyOrder
 from .safe_output import LastFrames, SafeOutput, StageUnavailable
@@ -98,7 +98,7 @@ class Pipeline:
         self._stage: stages.Stage | None = None
         self._workers: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.monitor: FrameTap | None = None  # the monitor page's tap (bridge/monitor.py), when set
+        self.monitor: FrameTap | None = None  # the monitor page's tap (bridge/daemon/monitor.py), when set
 
     @property
     def model_name(self) -> str:
@@ -272,7 +272,7 @@ class Pipeline:
 
     def _advance(self, job: FrameJob) -> None:
         """``job`` left its pipelined stage's pose step (called on the stage's pose thread): the
-        client's next frame may be taken now (bridge/latest.py)."""
+        client's next frame may be taken now (bridge/daemon/latest.py)."""
         if not job.advanced and not job.abandoned:
             job.advanced = True
             self._mailboxes.advance(job.client)
@@ -298,7 +298,7 @@ class Pipeline:
                 return
             stage = self._stage
             assert stage is not None
-            self.stats.frame_started(job.received_ns)  # stage timings of this frame (bridge/metrics.py)
+            self.stats.frame_started(job.received_ns)  # stage timings of this frame (bridge/util/metrics.py)
             with self._busy_lock:
                 self._busy[wid] = (time.monotonic(), job, generation)
             try:

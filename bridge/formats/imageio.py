@@ -18,7 +18,7 @@ import cv2  # noqa: E402
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ClientError
+from ..errors import ClientError
 from .pixels import format_for
 
 WRITE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}

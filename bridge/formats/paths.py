@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ClientError
+from ..errors import ClientError
 
 DEFAULT_OUTPUT_SUFFIX = ".pose2person.png"
 

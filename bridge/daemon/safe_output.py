@@ -26,8 +26,8 @@ from typing import Hashable
 
 import numpy as np
 
-from .errors import ClientError
-from .pixels import channel_order, convert, has_alpha, is_float
+from ..errors import ClientError
+from ..formats.pixels import channel_order, convert, has_alpha, is_float
 
 POLICIES: tuple[str, ...] = ("last", "input", "black", "pattern", "off")
 DEFAULT_POLICY = "last"

@@ -1,6 +1,6 @@
 """The recording format: a folder with a JSON-lines index and raw frame files. Writer and reader.
 
-``pose2person`` recordings (made by the daemon's recorder, :mod:`bridge.recorder`; played back by
+``pose2person`` recordings (made by the daemon's recorder, :mod:`bridge.daemon.recorder`; played back by
 ``pose2person replay``, :mod:`bridge.replay_cmd`) are plain data that any language can read and
 nothing can execute (no pickle, no code, no paths outside the folder)::
 
@@ -38,9 +38,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import BridgeError
-from .protocol import SHM_FORMATS
-from .shm import CHANNEL_NAME_RE
+from ..errors import BridgeError
+from ..protocol import SHM_FORMATS
+from ..shm import CHANNEL_NAME_RE
 
 FORMAT = "pose2person-recording"
 VERSION = 1

@@ -2,8 +2,8 @@
 
 Sample ``i`` depends only on ``(seed, i)`` (and the options), never on ``--count``, so a larger
 set extends a smaller one. ``--sequence`` makes one continuous dance instead of independent poses
-(the last frames become the test split). Besides the images (:mod:`bridge.dataset_layout`) the
-folder gets ``keypoints.jsonl`` (every sample's keypoints, :func:`bridge.keypoints.read_keypoint_file`
+(the last frames become the test split). Besides the images (:mod:`bridge.datasets.layout`) the
+folder gets ``keypoints.jsonl`` (every sample's keypoints, :func:`bridge.pose.keypoints.read_keypoint_file`
 reads it) and ``synth.json`` (the options).
 
 The pose image is ``render_pose(keypoints_to_pose(frame), style)`` of the keypoints exactly as a
@@ -21,13 +21,13 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from . import keypoints as kp
-from . import puppet as pp
-from .dataset_layout import DatasetWriter
-from .errors import BridgeError
-from .pose_render import STYLES, render_pose
-from .progress import ProgressBar
-from .puppet_render import render_person
+from ..datasets.layout import DatasetWriter
+from ..errors import BridgeError
+from ..pose import keypoints as kp
+from ..pose.render import STYLES, render_pose
+from ..util.progress import ProgressBar
+from . import skeleton as pp
+from .render import render_person
 
 log = logging.getLogger(__name__)
 

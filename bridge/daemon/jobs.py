@@ -16,18 +16,18 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
-from . import protocol
-from .config import SecurityConfig
-from .errors import ClientError
-from .imageio import read_image, write_image_atomic
-from .metrics import record, timed
-from .osc import encode_message
-from .pixels import convert
-from .safe_output import MODEL_FAILURES, SafeOutput
-from .shm import ORIGIN_BOTTOM_LEFT, ShmError
-from .shm_channels import Channel
+from .. import protocol
+from ..config import SecurityConfig
+from ..errors import ClientError
+from ..formats.imageio import read_image, write_image_atomic
+from ..formats.pixels import convert
+from ..osc import encode_message
+from ..shm import ORIGIN_BOTTOM_LEFT, ShmError
+from ..stages import Stage
+from ..util.metrics import record, timed
 from .monitor import THUMB_MAX_SIDE, TapFrames
-from .stages import Stage
+from .safe_output import MODEL_FAILURES, SafeOutput
+from .shm_channels import Channel
 
 ReplyFn = Callable[[bytes], None]
 
@@ -41,7 +41,7 @@ def run_stage(stage: Stage, image: np.ndarray, fmt: str, origin: int, frame_id: 
     a failure of the model (not of the request) gives the safe picture instead of raising.
     """
     try:
-        with timed("stage"):  # the model call's share of the frame (bridge/metrics.py)
+        with timed("stage"):  # the model call's share of the frame (bridge/util/metrics.py)
             result = _run_stage(stage, image, fmt, origin, frame_id)
     except ClientError as exc:
         if safe is None or not safe.enabled or exc.code not in MODEL_FAILURES:
@@ -92,19 +92,19 @@ class FrameJob:
     # server's socket); it returns False when it could not send, and the loop sends instead.
     # Saves the hop through the event loop on every frame.
     reply_direct: Callable[[bytes], bool] | None = field(default=None, repr=False)
-    # What run() just processed, for the monitor tap (bridge/monitor.py): read on the worker
+    # What run() just processed, for the monitor tap (bridge/daemon/monitor.py): read on the worker
     # thread right after run(), never kept by the job's consumer.
     tap: TapFrames | None = field(default=None, repr=False)
-    # The client's safe-output policy (bridge/safe_output.py); None = failures are errors.
+    # The client's safe-output policy (bridge/daemon/safe_output.py); None = failures are errors.
     safe: SafeOutput | None = field(default=None, repr=False)
     # Set by the stall watchdog when it hands this frame to a new worker: the stuck thread, if
     # it ever returns, must neither publish nor write (its slot or file now belongs to the retry).
     abandoned: bool = field(default=False, repr=False)
-    # With several frames of a client in flight (bridge/reply_order.py): the previous frame's
+    # With several frames of a client in flight (bridge/daemon/reply_order.py): the previous frame's
     # "answered" event, which this frame waits for before it publishes, and its own.
     after: threading.Event | None = field(default=None, repr=False)
     answered: threading.Event | None = field(default=None, repr=False)
-    advanced: bool = field(default=False, repr=False)  # left a pipelined stage's pose step (bridge/latest.py)
+    advanced: bool = field(default=False, repr=False)  # left a pipelined stage's pose step (bridge/daemon/latest.py)
 
     def run(self, stage: Stage) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import SecurityConfig, ShmConfig
-from .shm import CHANNEL_NAME_RE, ChannelFile, Layout, ShmError, create_channel_file
+from ..config import SecurityConfig, ShmConfig
+from ..shm import CHANNEL_NAME_RE, ChannelFile, Layout, ShmError, create_channel_file
 
 log = logging.getLogger(__name__)
 

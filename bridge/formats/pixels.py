@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .protocol import SHM_FORMATS
+from ..protocol import SHM_FORMATS
 
 FORMATS = tuple(SHM_FORMATS)
 

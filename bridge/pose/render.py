@@ -1,4 +1,4 @@
-"""Pose images from a :class:`~bridge.pose_types.PoseResult`: the picture a generator was trained on.
+"""Pose images from a :class:`~bridge.pose.types.PoseResult`: the picture a generator was trained on.
 
 A generator only understands the render style of its training data, so the style is chosen
 per generator model card (``[input] pose_style``). numpy + cv2 only; no torch.
@@ -53,7 +53,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from .pose_types import PART_COUNT, PoseInstance, PoseResult
+from .types import PART_COUNT, PoseInstance, PoseResult
 
 Style = Literal["dp_segm", "vid2densepose", "black", "iuv", "iuv_cv2", "u", "v"]
 STYLES: tuple[str, ...] = ("dp_segm", "vid2densepose", "black", "iuv", "iuv_cv2", "u", "v")

@@ -17,21 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Hashable, Protocol
 
-from . import protocol, stages
-from .config import Config
-from .errors import ClientError, ModelLoadError
+from .. import protocol, stages
+from ..config import Config
+from ..errors import ClientError, ModelLoadError
+from ..formats.imageio import WRITE_EXTENSIONS
+from ..formats.paths import resolve_input, resolve_output
+from ..osc import OscArg, OscDecodeError, OscMessage, decode_packet, encode_message
+from ..pose.keypoints import parse_keypoint_args
+from ..shm import ShmError
+from ..util import metrics
+from ..util.logutil import RateLimitedLog
 from .jobs import FrameJob, PathJob, ShmJob, error_packet
 from .keypoint_jobs import KeypointJob, KeypointTarget
-from .imageio import WRITE_EXTENSIONS
-from .safe_output import POLICIES
-from .keypoints import parse_keypoint_args
-from .logutil import RateLimitedLog
-from .osc import OscArg, OscDecodeError, OscMessage, decode_packet, encode_message
-from .paths import resolve_input, resolve_output
 from .pipeline import Pipeline, model_list_packet
 from .recorder import Recorder
-from . import metrics
-from .shm import ShmError
+from .safe_output import POLICIES
 from .shm_channels import ChannelRegistry
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class Controller:
         self.rate_limited_packets = 0
         self.request_shutdown: Callable[[], None] | None = None  # set by the server
         self.malformed_packets = 0
-        self.recorder = Recorder(config.security.allow_roots)  # /pose2person/record (bridge/recorder.py)
+        self.recorder = Recorder(config.security.allow_roots)  # /pose2person/record (bridge/daemon/recorder.py)
         self._handlers: dict[str, Callable[[Peer, _Args], None]] = {
             f"{protocol.PREFIX}/ping": self._ping,
             f"{protocol.PREFIX}/register": self._register,

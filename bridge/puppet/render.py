@@ -1,4 +1,4 @@
-"""The puppet's person picture: the body parts of :func:`bridge.keypoints.keypoints_to_pose`, dressed.
+"""The puppet's person picture: the body parts of :func:`bridge.pose.keypoints.keypoints_to_pose`, dressed.
 
 Each pixel of each part gets its character's colour for that garment (shirt, sleeves, trousers or
 shorts or skirt, shoes, skin, hair), shaded as a cylinder across the limb (V) and lit from above
@@ -14,9 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
-from . import keypoints as kp
-from .pose_types import PoseInstance
-from .puppet import Character
+from ..pose import keypoints as kp
+from ..pose.types import PoseInstance
+from .skeleton import Character
 
 BACKGROUND = (255, 255, 255)
 SEAM_DARKEN = 0.62

@@ -21,13 +21,13 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from zeroconf import DNSQuestionType, InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf import Error as ZeroconfError
-from zeroconf import DNSQuestionType, IPVersion, InterfaceChoice, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from .config import DiscoveryConfig
-from .errors import TransportError
-from .protocol import PROTOCOL_VERSION
+from ..config import DiscoveryConfig
+from ..errors import TransportError
+from ..protocol import PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
 

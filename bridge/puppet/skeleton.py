@@ -2,13 +2,13 @@
 
 The puppet is a skeleton (:class:`Pose`: joint angles within :data:`JOINT_LIMITS`, plus where it
 stands) on a body with proportions (:class:`Character`). :func:`pose_keypoints` places its joints
-on :data:`bridge.keypoints.COMMON_JOINTS` and, through :func:`bridge.keypoints.from_common`, in any
+on :data:`bridge.pose.keypoints.COMMON_JOINTS` and, through :func:`bridge.pose.keypoints.from_common`, in any
 keypoint layout, so a client (or ``pose2person demo``) can send it as keypoints.
 
 Its pose image is, by construction, exactly ``render_pose(keypoints_to_pose(frame), style)`` of those
-keypoints: the hand and toe points lie where :mod:`bridge.keypoints` extrapolates them for coco17,
+keypoints: the hand and toe points lie where :mod:`bridge.pose.keypoints` extrapolates them for coco17,
 the neck and mid-hip are the shoulder and hip midpoints, so every layout draws the same body.
-The person picture (:mod:`bridge.puppet_render`) dresses the same body parts, so pairs are aligned
+The person picture (:mod:`bridge.puppet.render`) dresses the same body parts, so pairs are aligned
 pixel for pixel.
 
 Angles are in degrees, in the body's own frame, for the person's side: 0 = the limb hangs straight
@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from . import keypoints as kp
+from ..pose import keypoints as kp
 
 #: Plausible joint ranges, degrees (see the module docstring for the sign convention).
 JOINT_LIMITS: dict[str, tuple[float, float]] = {
