@@ -80,7 +80,7 @@ if str(REPO) not in sys.path:
 
 from bridge.client import BridgeClient, RemoteError, ReplyTimeout  # noqa: E402
 from bridge.daemon.proc import DaemonProcess  # noqa: E402
-from bridge.demo_cmd import dance_frames  # noqa: E402
+from bridge.cli.demo import dance_frames  # noqa: E402
 from bridge.pose.keypoints import keypoints_to_pose  # noqa: E402
 from bridge.pose.render import render_pose  # noqa: E402
 from bridge.shm import ShmError  # noqa: E402

@@ -11,14 +11,15 @@ import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from .errors import ConfigError
-
 from .protocol import DEFAULT_HTTP_PORT, DEFAULT_OSC_PORT
 
 DEFAULT_MAX_PIXELS = 7680 * 4320  # 8K UHD; bigger frames are refused
 LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)  # every --log-level flag offers these
+DEFAULT_DENSEPOSE_MODEL = "densepose_rcnn_R_50_FPN_s1x"  # the DensePose card (and config) used when none is named
 
 
 def default_allow_root() -> Path:
@@ -93,7 +94,7 @@ class PipelineConfig:
     norm_mode: str | None = None  # stable | reference | eval (BatchNorm/dropout at inference)
     accel: str = "auto"  # auto | eager | onednn | compile | cuda-graph
     pose: str | None = None  # image | densepose | keypoints
-    densepose_model: str = "densepose_rcnn_R_50_FPN_s1x"  # the card --pose densepose uses
+    densepose_model: str = DEFAULT_DENSEPOSE_MODEL  # the card --pose densepose uses
     memory_budget_mb: int = 4096  # weights of resident (recently used) models kept loaded
     warm_up: bool = True  # run each model once before it takes frames
     max_batch: int = 1  # frames of different clients generated as one batch (local engine; docs/GENERATOR.md)
@@ -191,7 +192,7 @@ def resolve(
     norm_mode: str | None = None,
     accel: str = "auto",
     pose: str | None = None,
-    densepose_model: str = "densepose_rcnn_R_50_FPN_s1x",
+    densepose_model: str = DEFAULT_DENSEPOSE_MODEL,
     memory_budget_mb: int = 4096,
     max_batch: int = 1,
     pipeline_depth: int = 0,
@@ -206,7 +207,7 @@ def resolve(
     from .shm import default_shm_dir  # numpy-only module; kept lazy so config imports instantly
 
     host = _check_host(host)
-    if log_level not in ("debug", "info", "warning", "error"):
+    if log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
     if max_pixels <= 0:
         raise ConfigError("--max-pixels must be positive")
@@ -258,11 +259,12 @@ PRECISION_CHOICES = ("fp32", "fp16", "bf16")
 NORM_MODE_CHOICES = ("stable", "reference", "eval")
 ACCEL_CHOICES = ("auto", "eager", "onednn", "compile", "cuda-graph")
 POSE_CHOICES = ("image", "densepose", "keypoints")
+FRAMINGS: tuple[str, ...] = ("squash", "center-crop", "letterbox")  # frame -> the model's input (generator.processing)
 
 
 def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None = None, device: str = "auto",
                      precision: str | None = None, norm_mode: str | None = None, accel: str = "auto",
-                     pose: str | None = None, densepose_model: str = "densepose_rcnn_R_50_FPN_s1x",
+                     pose: str | None = None, densepose_model: str = DEFAULT_DENSEPOSE_MODEL,
                      memory_budget_mb: int = 4096, warm_up: bool = True, max_batch: int = 1,
                      pipeline_depth: int = 0, threads: int = 0) -> PipelineConfig:
     """Validate the model-side options (shared by ``serve``, ``run`` and ``check``)."""

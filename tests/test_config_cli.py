@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bridge import __version__
-from bridge.cli import build_parser
+from bridge.cli.main import build_parser
 from bridge.config import DEFAULT_MAX_PIXELS, SecurityConfig, resolve
 from bridge.errors import ConfigError
 from bridge.protocol import DEFAULT_HTTP_PORT, DEFAULT_OSC_PORT
@@ -230,7 +230,7 @@ def test_parser_usage_errors() -> None:
 
 
 def test_environment_sets_defaults() -> None:
-    code = ("from bridge.cli import build_parser; a = build_parser().parse_args(['serve']); "
+    code = ("from bridge.cli.main import build_parser; a = build_parser().parse_args(['serve']); "
             "print(a.host, a.osc_port, a.http_port, a.model, a.log_level)")
     env = clean_env(POSE2PERSON_HOST="0.0.0.0", POSE2PERSON_OSC_PORT="9100", POSE2PERSON_HTTP_PORT="9101",
                     POSE2PERSON_MODEL="invert", POSE2PERSON_LOG_LEVEL="warning")

@@ -155,7 +155,7 @@ def test_discover_cli_finds_daemon(tmp_path: Path) -> None:
 
 
 def test_discover_bad_interface_is_refused() -> None:
-    from bridge.discover_cmd import run_discover
+    from bridge.cli.discover import run_discover
     from bridge.errors import ConfigError
 
     with pytest.raises(ConfigError):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from bridge import engines
-from bridge.cli import build_parser
-from bridge.cli_engine import engine_option_values
+from bridge.cli.main import build_parser
+from bridge.cli.options import engine_option_values
 from bridge.config import ConfigError, EngineConfig, resolve_engine
 from bridge.errors import ClientError
 from bridge.daemon.jobs import FrameJob

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from bridge.util import metrics
-from bridge.demo_cmd import dance_frames
+from bridge.cli.demo import dance_frames
 
 from conftest import RunningBridge, start_bridge
 

@@ -94,7 +94,7 @@ def test_written_pairs_are_side_by_side_and_match_a_and_b(tmp_path: Path) -> Non
 
 
 def test_demo_dance_frames_and_skeleton() -> None:
-    from bridge.demo_cmd import dance_frames, skeleton
+    from bridge.cli.demo import dance_frames, skeleton
 
     frames = dance_frames(1.0, 8, SIZE, "mediapipe33", 2, seed=0)
     assert len(frames) == 8 and [f.frame_id for f in frames] == list(range(1, 9))

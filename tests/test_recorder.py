@@ -17,11 +17,11 @@ import pytest
 
 from bridge.formats import recording
 from bridge.client import RemoteError
-from bridge.demo_cmd import dance_frames
+from bridge.cli.demo import dance_frames
 from bridge.osc import decode_packet
 from bridge.daemon.recorder import Recorder
 from bridge.formats.recording import RecordingError, read_entries
-from bridge.replay_cmd import replay
+from bridge.cli.replay import replay
 
 from conftest import REPO, RunningBridge, start_bridge, wait_until
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from ..config import DEFAULT_DENSEPOSE_MODEL
 from ..errors import ModelLoadError
 
 HeadName = Literal["DensePoseV1ConvXHead", "DensePoseDeepLabHead"]
@@ -24,7 +25,7 @@ HeadName = Literal["DensePoseV1ConvXHead", "DensePoseDeepLabHead"]
 class DensePoseConfig:
     """Inference-relevant values of one detectron2 DensePose config (R_50_FPN_s1x defaults)."""
 
-    name: str = "densepose_rcnn_R_50_FPN_s1x"
+    name: str = DEFAULT_DENSEPOSE_MODEL
     # INPUT
     min_size_test: int = 800  # INPUT.MIN_SIZE_TEST (short side, px)
     max_size_test: int = 1333  # INPUT.MAX_SIZE_TEST (long side cap, px)
@@ -150,7 +151,7 @@ CONFIGS: dict[str, DensePoseConfig] = {
     )
 }
 
-DEFAULT_CONFIG = "densepose_rcnn_R_50_FPN_s1x"
+DEFAULT_CONFIG = DEFAULT_DENSEPOSE_MODEL
 
 
 def get_config(name: str) -> DensePoseConfig:

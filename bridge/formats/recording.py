@@ -1,7 +1,7 @@
 """The recording format: a folder with a JSON-lines index and raw frame files. Writer and reader.
 
 ``pose2person`` recordings (made by the daemon's recorder, :mod:`bridge.daemon.recorder`; played back by
-``pose2person replay``, :mod:`bridge.replay_cmd`) are plain data that any language can read and
+``pose2person replay``, :mod:`bridge.cli.replay`) are plain data that any language can read and
 nothing can execute (no pickle, no code, no paths outside the folder)::
 
     <folder>/recording.json       {"format": "pose2person-recording", "version": 1, "started": ISO time,

@@ -30,10 +30,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..config import FRAMINGS
+
 Preprocess = Literal["resize_and_crop", "scale_width", "none"]
 PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "scale_width", "none")
 Framing = Literal["squash", "center-crop", "letterbox"]
-FRAMINGS: tuple[str, ...] = ("squash", "center-crop", "letterbox")
 #: ``inverse`` undoes the framing (letterbox bars cut away, a centre crop put back in place);
 #: ``stretch`` resizes the output to the frame whatever the framing was.
 OutputMapping = Literal["inverse", "stretch"]

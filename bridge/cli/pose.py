@@ -10,8 +10,8 @@ file is asked for):
   gives ``OUT/b/b_00001.png``, ... (one PNG per frame; no lossy video codec in a dataset).
 
 Images are read with their EXIF orientation applied (detectron2's ``read_image`` does the same).
-Flags are defined in :func:`add_parser` (called by :mod:`bridge.cli`); torch is imported only
-when the command runs.
+Flags are defined in :func:`add_parser` (called by :mod:`bridge.cli.main`); torch is imported only
+when the command runs (:func:`run`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, ModelLoadError
+from ..config import DEFAULT_DENSEPOSE_MODEL
+from ..errors import ConfigError, ModelLoadError
+from .options import add_log_level
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +33,14 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    from .pose.render import STYLES
+    from ..pose.render import STYLES
 
     p = sub.add_parser("pose", help="render DensePose pose images of images or videos (offline)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE|VIDEO", help="images and/or videos")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file (one input) or folder (images -> OUT/<name>.png, videos -> OUT/<name>/<name>_NNNNN.png)")
     p.add_argument("--style", default="dp_segm", choices=STYLES, help="render style (default dp_segm)")
-    p.add_argument("--config", default="densepose_rcnn_R_50_FPN_s1x", help="DensePose config name")
+    p.add_argument("--config", default=DEFAULT_DENSEPOSE_MODEL, help="DensePose config name")
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="checkpoint (.pkl/.pth; default: where `pose2person models fetch CONFIG` puts it)")
     p.add_argument("--min-score", type=float, default=0.8, help="detection score threshold (default 0.8)")
@@ -49,7 +51,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("--pose-backend", choices=["torch", "detectron2"], default="torch",
                    help="torch (this package, default) or detectron2 (when installed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    add_log_level(p, "warning")
 
 
 def _read_image_bgr(path: Path) -> np.ndarray:
@@ -70,12 +72,12 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     Image.fromarray(rgb).save(path)  # PIL takes RGB as is
 
 
-def run_pose(args: argparse.Namespace) -> int:
-    from .densepose import DensePoseSettings
-    from .densepose.backends import load_backend
-    from .densepose.weights import zoo_destination
-    from .pose.render import render_pose
-    from .util.progress import ProgressBar
+def run(args: argparse.Namespace) -> int:
+    from ..densepose import DensePoseSettings
+    from ..densepose.backends import load_backend
+    from ..densepose.weights import zoo_destination
+    from ..pose.render import render_pose
+    from ..util.progress import ProgressBar
 
     inputs = [Path(p) for p in args.inputs]
     for path in inputs:

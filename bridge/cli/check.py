@@ -20,24 +20,37 @@ import argparse
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from .cards import ModelCard
-from .config import resolve_pipeline
-from .errors import BridgeError, ModelLoadError
-from .stages import Catalog
+from ..cards import ModelCard
+from ..config import resolve_pipeline
+from ..errors import BridgeError, ModelLoadError
+from ..stages import Catalog
+from .options import add_log_level, add_model_options
 
 log = logging.getLogger(__name__)
 
 
+def add_parser(sub: Any) -> None:
+    check = sub.add_parser("check", help="fidelity: the reference test path vs the serving path, per image")
+    check.add_argument("model")
+    check.add_argument("images", nargs="+", metavar="IMAGE")
+    check.add_argument("--tolerance", type=float, default=1.0,
+                       help="largest max |difference| allowed, in 1/255 steps (default 1)")
+    check.add_argument("--transport", choices=["shm", "inproc"], default="shm",
+                       help="shm: through a bridge daemon started for the check (default); inproc: the stage only")
+    add_log_level(check, "warning")
+    add_model_options(check)
+
+
 def reference_output(card: ModelCard, rgb: np.ndarray, norm_mode: str | None = None, seed: int = 0) -> np.ndarray:
     """The training code's test path for one RGB image, mapped back to the image's size."""
-    from .generator.checkpoint import load_generator, parse_train_opt
-    from .generator.engine import GeneratorEngine
-    from .generator.processing import frame_input, map_output, normalize, reference_resize, to_uint8
-    from .generator.stage import contract_from_card, spec_from_card
+    from ..generator.checkpoint import load_generator, parse_train_opt
+    from ..generator.engine import GeneratorEngine
+    from ..generator.processing import frame_input, map_output, normalize, reference_resize, to_uint8
+    from ..generator.stage import contract_from_card, spec_from_card
 
     weights = card.verify_weights()
     opt_path = weights.with_name("train_opt.txt")
@@ -52,8 +65,8 @@ def reference_output(card: ModelCard, rgb: np.ndarray, norm_mode: str | None = N
 
 
 def _serve_shm(args: argparse.Namespace, images: list[np.ndarray]) -> list[np.ndarray]:
-    from .client import BridgeClient
-    from .daemon.proc import DaemonProcess
+    from ..client import BridgeClient
+    from ..daemon.proc import DaemonProcess
 
     flags = ["--model", args.model, "--device", args.device, "--accel", args.accel]
     for name in ("precision", "norm_mode", "pose"):
@@ -75,7 +88,7 @@ def _serve_shm(args: argparse.Namespace, images: list[np.ndarray]) -> list[np.nd
 
 
 def _serve_inproc(args: argparse.Namespace, images: list[np.ndarray]) -> list[np.ndarray]:
-    from .daemon.jobs import run_stage
+    from ..daemon.jobs import run_stage
 
     cfg = resolve_pipeline(model=args.model, model_dirs=args.model_dirs, device=args.device, precision=args.precision,
                            norm_mode=args.norm_mode, accel=args.accel, pose=args.pose)
@@ -83,7 +96,9 @@ def _serve_inproc(args: argparse.Namespace, images: list[np.ndarray]) -> list[np
     return [run_stage(stage, rgb, "RGB8", 0, i) for i, rgb in enumerate(images)]
 
 
-def run_check(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    from PIL import Image
+
     catalog = Catalog(resolve_pipeline(model_dirs=args.model_dirs))
     card = catalog.card(args.model)
     if card is None or card.kind != "generator":

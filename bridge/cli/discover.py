@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import ipaddress
 import json
 import logging
+from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from .options import add_log_level
 
 log = logging.getLogger(__name__)
+
+
+def add_parser(sub: Any) -> None:
+    disc = sub.add_parser("discover", help="list bridges (and other OSCQuery services) on the network")
+    disc.add_argument("--interface", action="append", metavar="ADDR", default=[],
+                      help="browse only on this interface address (repeatable)")
+    disc.add_argument("--timeout", type=float, default=3.0, help="seconds to listen (default 3)")
+    disc.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_log_level(disc, "warning")
 
 
 def run_discover(interfaces: list[str], timeout: float, as_json: bool) -> int:
@@ -28,7 +40,7 @@ def run_discover(interfaces: list[str], timeout: float, as_json: bool) -> int:
             raise ConfigError(f"--interface {iface!r} is not an IP address") from None
     if not timeout > 0:
         raise ConfigError(f"--timeout must be positive, not {timeout}")
-    from .daemon.discovery import async_browse, format_table  # zeroconf: loaded only for this command
+    from ..daemon.discovery import async_browse, format_table  # zeroconf: loaded only for this command
 
     found = asyncio.run(async_browse(interfaces, timeout))
     if as_json:
@@ -40,3 +52,7 @@ def run_discover(interfaces: list[str], timeout: float, as_json: bool) -> int:
         log.warning("no bridges found (listened %.1f s on %s)", timeout, where)
         return 1
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_discover(args.interface, args.timeout, args.json)

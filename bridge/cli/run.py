@@ -11,21 +11,32 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
 
-from .config import resolve_pipeline
-from .daemon.jobs import run_stage
-from .errors import BridgeError
-from .send_cmd import IMAGE_EXTENSIONS, frame_count, iter_frames
-from .stages import Catalog
-from .util.progress import ProgressBar
+from ..config import resolve_pipeline
+from ..errors import BridgeError
+from ..stages import Catalog
+from ..util.progress import ProgressBar
+from .options import add_log_level, add_model_options
+from .send import IMAGE_EXTENSIONS, frame_count, iter_frames
 
 log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 KEYPOINT_EXTENSIONS = {".json", ".jsonl", ".csv"}
+
+
+def add_parser(sub: Any) -> None:
+    run = sub.add_parser("run", help="process images, folders and videos offline through a model")
+    run.add_argument("inputs", nargs="+", metavar="INPUT")
+    run.add_argument("-o", "--output", required=True, metavar="OUT",
+                     help="folder for results (images as PNG, videos as MP4), or a .mp4 file for one video")
+    run.add_argument("--model", required=True)
+    run.add_argument("--no-progress", action="store_true")
+    add_log_level(run, "warning")
+    add_model_options(run)
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -64,7 +75,7 @@ class VideoOut:
 
 
 def _keypoint_frames(stage: object, path: Path) -> Iterator[tuple[str, np.ndarray]]:
-    from .pose.keypoints import keypoints_to_pose, read_keypoint_file
+    from ..pose.keypoints import keypoints_to_pose, read_keypoint_file
 
     generate = getattr(stage, "generate_from_pose", None)
     if generate is None:
@@ -74,7 +85,9 @@ def _keypoint_frames(stage: object, path: Path) -> Iterator[tuple[str, np.ndarra
         yield key, np.ascontiguousarray(rgb[..., ::-1])
 
 
-def run_offline(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    from ..daemon.jobs import run_stage
+
     cfg = resolve_pipeline(model=args.model, model_dirs=args.model_dirs, device=args.device, precision=args.precision,
                            norm_mode=args.norm_mode, accel=args.accel, pose=args.pose)
     files = expand_inputs(args.inputs)

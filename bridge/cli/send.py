@@ -15,19 +15,37 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
 
-from .client import BridgeClient, RemoteError, ReplyTimeout
-from .config import default_allow_root
-from .util.progress import ProgressBar
+from ..client import BridgeClient, RemoteError, ReplyTimeout
+from ..config import default_allow_root
+from ..util.progress import ProgressBar
+from .options import DEFAULT_TO, add_log_level, add_to
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 CHANNEL_PREFIX = "send"
+
+
+def add_parser(sub: Any) -> None:
+    send = sub.add_parser("send", help="process images and videos through a running bridge")
+    send.add_argument("inputs", nargs="+", metavar="FILE", help="images and/or videos")
+    add_to(send, help=f"the bridge's OSC address (default {DEFAULT_TO})")
+    send.add_argument("--transport", choices=["shm", "path"], default="shm",
+                      help="shm (same machine, fastest) or path (files in the bridge's allowed root)")
+    send.add_argument("-o", "--output", metavar="DIR", default=None,
+                      help="write results here (images as <name>.png, videos as <name>.mp4)")
+    send.add_argument("--model", default=None, help="switch the bridge to this model first")
+    send.add_argument("--stage-dir", default=None,
+                      help=f"for --transport path: a directory inside the bridge's --allow-root "
+                           f"(default {default_allow_root()})")
+    send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each frame")
+    send.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_log_level(send, "warning")
 
 
 @dataclass
@@ -167,7 +185,7 @@ def _send_path(client: BridgeClient, frames: Iterator[np.ndarray], sink: Sink, f
         stage_out.unlink(missing_ok=True)
 
 
-def run_send(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Entry point of ``pose2person send``; returns the exit code (1 if any frame failed)."""
     host, port = parse_target(args.to)
     out_dir = Path(args.output) if args.output else None

@@ -1,4 +1,4 @@
-"""``pose2person replay`` and ``pose2person record``: rehearse a show without performers.
+"""``pose2person replay``: rehearse a show without performers (``record`` is :mod:`bridge.cli.record`).
 
 ``pose2person record start FOLDER --to HOST:PORT [--source all|HOST|HOST:PORT]`` asks a running
 bridge to record its clients' input (``/pose2person/record``, :mod:`bridge.daemon.recorder`) into FOLDER
@@ -20,20 +20,33 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from . import protocol
-from .client import BridgeClient, RemoteError, ReplyTimeout, ShmSession
-from .errors import BridgeError
-from .formats.recording import Entry, KeypointEntry, ShmEntry, read_entries, read_meta
-from .osc import encode_message
+from .. import protocol
+from ..client import BridgeClient, RemoteError, ReplyTimeout, ShmSession
+from ..errors import BridgeError
+from ..formats.recording import Entry, KeypointEntry, ShmEntry, read_entries, read_meta
+from ..osc import encode_message
+from .options import add_log_level, add_to
 
 log = logging.getLogger(__name__)
 
 MAX_CLIENTS = 64  # recorded clients replayed at once (each one socket and its channels)
 DRAIN_S = 2.0  # after the last entry, answers are awaited this long
 P = protocol.PREFIX
+
+
+def add_parser(sub: Any) -> None:
+    replay = sub.add_parser("replay", help="play a recording (pose2person record) into a running bridge at real speed")
+    replay.add_argument("folder", metavar="FOLDER", help="the recording folder (index.jsonl, frames/)")
+    add_to(replay)
+    replay.add_argument("--speed", type=float, default=1.0, help="playback speed (default 1.0 = as recorded)")
+    replay.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C or --max-seconds)")
+    replay.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
+    replay.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the bridge's answers")
+    add_log_level(replay, "warning")
 
 
 @dataclass
@@ -190,15 +203,15 @@ def replay(folder: Path, host: str, port: int, *, speed: float = 1.0, loop: bool
     return figures
 
 
-def _host_port(text: str) -> tuple[str, int]:
+def host_port(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
         raise BridgeError(f"--to must be HOST:PORT, not {text!r}")
     return host.strip("[]"), int(port)
 
 
-def run_replay(args: argparse.Namespace) -> int:
-    host, port = _host_port(args.to)
+def run(args: argparse.Namespace) -> int:
+    host, port = host_port(args.to)
     with BridgeClient(host, port, timeout=args.timeout) as probe:
         try:
             probe.ping()
@@ -210,23 +223,4 @@ def run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_record(args: argparse.Namespace) -> int:
-    host, port = _host_port(args.to)
-    folder = str(Path(args.folder).expanduser().absolute())
-    with BridgeClient(host, port, timeout=args.timeout) as client:
-        try:
-            if args.action == "start":
-                msg = client.request(f"{P}/record", (folder, args.source), protocol.RECORD_STARTED)
-                print(f"recording {args.source} into {msg.args[0]}; stop with: pose2person record stop {folder} "
-                      f"--to {args.to}")
-            else:
-                msg = client.request(f"{P}/record/stop", (folder,), protocol.RECORD_STOPPED)
-                print(f"{msg.args[0]}: {msg.args[1]} entries, {msg.args[2]} bytes ({msg.args[3]})")
-        except ReplyTimeout:
-            raise BridgeError(f"no bridge answers at {host}:{port}") from None
-        except RemoteError as exc:
-            raise BridgeError(f"the bridge refused: {exc.code}: {exc.message}") from None
-    return 0
-
-
-__all__ = ["ReplayFigures", "replay", "run_record", "run_replay"]
+__all__ = ["ReplayFigures", "add_parser", "replay", "run"]

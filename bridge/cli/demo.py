@@ -25,17 +25,19 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from . import protocol
-from .client import BridgeClient, RemoteError, ReplyTimeout
-from .errors import BridgeError
-from .pose import keypoints as kp
-from .pose.render import render_pose
-from .puppet import skeleton as pp
-from .util.progress import ProgressBar
+from .. import protocol
+from ..client import BridgeClient, RemoteError, ReplyTimeout
+from ..errors import BridgeError
+from ..pose import keypoints as kp
+from ..pose.render import render_pose
+from ..puppet import skeleton as pp
+from ..util.progress import ProgressBar
+from .options import add_log_level, add_to
 
 log = logging.getLogger(__name__)
 KEYPOINTS = f"{protocol.PREFIX}/keypoints"
@@ -46,6 +48,21 @@ BONES = (("nose", "neck"), ("neck", "right_shoulder"), ("right_shoulder", "right
          ("mid_hip", "right_hip"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"), ("mid_hip", "left_hip"),
          ("left_hip", "left_knee"), ("left_knee", "left_ankle"), ("right_eye", "left_eye"), ("right_wrist", "right_hand"),
          ("left_wrist", "left_hand"), ("right_ankle", "right_toe"), ("left_ankle", "left_toe"))
+
+
+def add_parser(sub: Any) -> None:
+    demo = sub.add_parser("demo", help="play a synthetic puppet dance as keypoints through a running bridge")
+    demo.add_argument("-o", "--output", default="demo.mp4", help="video to write (default demo.mp4)")
+    add_to(demo)
+    demo.add_argument("--seconds", type=float, default=10.0)
+    demo.add_argument("--fps", type=float, default=15.0, help="frames sent per second (default 15)")
+    demo.add_argument("--size", type=int, default=256)
+    demo.add_argument("--layout", default="coco17")
+    demo.add_argument("--people", type=int, default=1, help="dancers (default 1)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each frame")
+    demo.add_argument("--no-progress", action="store_true")
+    add_log_level(demo, "warning")
 
 
 def dance_frames(seconds: float, fps: float, size: int, layout: str, people: int, seed: int) -> list[kp.KeypointFrame]:
@@ -116,7 +133,7 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     host, port = _host_port(args.to)
     if args.layout not in kp.LAYOUTS:
         raise BridgeError(f"unknown layout {args.layout!r}; layouts: {', '.join(kp.LAYOUTS)}")

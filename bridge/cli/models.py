@@ -7,20 +7,53 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-from .cards import card_to_toml, user_models_dir
-from .config import resolve_pipeline
-from .errors import ModelLoadError
-from .stages import REGISTRY, Catalog
+from ..cards import card_to_toml, user_models_dir
+from ..config import FRAMINGS, POSE_CHOICES, resolve_pipeline
+from ..errors import ModelLoadError
+from ..stages import REGISTRY, Catalog
+from .options import add_log_level
 
 log = logging.getLogger(__name__)
+
+
+def add_parser(sub: Any) -> None:
+    models = sub.add_parser("models", help="list, show, import and fetch model cards")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    lst = msub.add_parser("list", help="the models this bridge can serve")
+    lst.add_argument("--models-dir", action="append", metavar="DIR", dest="model_dirs")
+    lst.add_argument("--json", action="store_true")
+    show = msub.add_parser("show", help="one model card, its weights and their check")
+    show.add_argument("name")
+    show.add_argument("--models-dir", action="append", metavar="DIR", dest="model_dirs")
+    imp = msub.add_parser("import", help="turn a pytorch-CycleGAN-and-pix2pix checkpoints/<name>/ folder into a card")
+    imp.add_argument("source", metavar="DIR", help="the folder with latest_net_G*.pth and train_opt.txt")
+    imp.add_argument("--name", default=None, help="model name (default: the folder's name)")
+    imp.add_argument("--generator", choices=["auto", "G", "G_A", "G_B"], default="auto",
+                     help="which generator: G (pix2pix), G_A (CycleGAN A->B, default), G_B")
+    imp.add_argument("--epoch", default="latest", help="checkpoint epoch prefix (default latest)")
+    imp.add_argument("--dest", default=None, metavar="DIR", help="models directory to write to "
+                     "(default $POSE2PERSON_MODELS or ~/.local/share/pose2person/models)")
+    imp.add_argument("--pose-source", choices=POSE_CHOICES, default="image")
+    imp.add_argument("--pose-style", default="dp_segm", help="renderer that made the training poses")
+    imp.add_argument("--framing", choices=FRAMINGS, default="squash")
+    imp.add_argument("--pad-color", default="255,255,255", help="letterbox colour R,G,B (default white)")
+    imp.add_argument("--link", action="store_true", help="point the card at the weights instead of copying them")
+    imp.add_argument("--force", action="store_true", help="replace an existing card of that name")
+    fetch = msub.add_parser("fetch", help="download a model card's weights (e.g. the DensePose model zoo)")
+    fetch.add_argument("name")
+    fetch.add_argument("--cache-dir", default=None)
+    fetch.add_argument("--no-progress", action="store_true")
+    for p in (models, lst, show, imp, fetch):
+        add_log_level(p, "info")
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:
     return Catalog(resolve_pipeline(model_dirs=getattr(args, "model_dirs", None)))
 
 
-def run_models(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     handler = {"list": _list, "show": _show, "import": _import, "fetch": _fetch}[args.models_command]
     return handler(args)
 
@@ -69,7 +102,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .generator.importer import import_checkpoint_folder
+    from ..generator.importer import import_checkpoint_folder
 
     try:
         pad = tuple(int(v) for v in args.pad_color.split(","))
@@ -98,7 +131,7 @@ def _fetch(args: argparse.Namespace) -> int:
             return 0
         raise ModelLoadError(f"{card.name}: only DensePose model-zoo weights are downloadable; "
                              f"put the weights at {card.weights_path()}")
-    from .densepose.weights import fetch_zoo_weights
+    from ..densepose.weights import fetch_zoo_weights
 
     path = fetch_zoo_weights(card.name, Path(args.cache_dir) if args.cache_dir else None,
                              progress=not args.no_progress)
