@@ -28,6 +28,9 @@ Weights: :func:`bridge.densepose.weights.fetch_zoo_weights` (no torch). Renderin
 
 Importing this package, :mod:`.configs`, :mod:`.settings` or :mod:`.weights` does not import
 torch; the names below that need it load on first use.
+
+May import: the base, :mod:`bridge.util`, :mod:`bridge.formats`, :mod:`bridge.pose`,
+:mod:`bridge.cards`; torch and torchvision. Never the generator, the daemon or anything above.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ and its worker threads; an engine owns the model. The contract:
 
 Engines are chosen by name from an import-string table, so ``import bridge.daemon.pipeline`` never
 imports Ray (only :mod:`bridge.engines.ray_engine` does).
+
+May import: :mod:`bridge.stages` and everything it may import; Ray (``ray_engine`` only).
+Never the daemon, the transports or the command line.
 """
 
 from __future__ import annotations

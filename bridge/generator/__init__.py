@@ -10,4 +10,7 @@ Modules (torch is imported only by ``nets``, ``checkpoint``, ``engine`` and ``st
 * ``stage``: the pipeline stage that turns a client frame into a generated frame.
 
 See docs/GENERATOR.md for the exact semantics and their measured fidelity.
+
+May import: the base, :mod:`bridge.util`, :mod:`bridge.formats`, :mod:`bridge.pose`,
+:mod:`bridge.cards`, :mod:`bridge.densepose`. Never the stages catalog, the daemon or anything above.
 """

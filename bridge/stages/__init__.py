@@ -6,6 +6,10 @@ imported only when a card is loaded, so the transport layer never imports torch.
 
 Names resolve in this order: a built-in (``passthrough``, ``invert``, ``throttle:<ms>``),
 then a model card (``models/<name>/card.toml``) in the configured model directories.
+
+May import: the base, :mod:`bridge.util`, :mod:`bridge.formats`, :mod:`bridge.pose`,
+:mod:`bridge.cards`, and (lazily, when a card is loaded) :mod:`bridge.generator` and
+:mod:`bridge.densepose`. Never the daemon, the transports or the command line.
 """
 
 from __future__ import annotations
