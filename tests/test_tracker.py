@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from bridge.errors import ModelLoadError
-from bridge.keypoints import LAYOUT_JOINTS
+from bridge.pose.keypoints import LAYOUT_JOINTS
 from bridge.pose.tracker.anchors import ssd_anchors
 from bridge.pose.tracker.detector import decode, iou, letterbox, weighted_nms
 from bridge.pose.tracker.landmarks import refine_from_heatmap

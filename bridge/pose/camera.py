@@ -1,7 +1,7 @@
 """Camera frames as a pose source for keypoint models: tracker -> keypoints -> the keypoint drawing.
 
 A camera frame sent to a card whose pose source is ``keypoints`` goes through the same drawing as
-a ``/pose2person/keypoints`` message (:func:`bridge.keypoints.keypoints_to_pose`, then the card's
+a ``/pose2person/keypoints`` message (:func:`bridge.pose.keypoints.keypoints_to_pose`, then the card's
 render style), so a model trained on keypoint renders sees the same kind of picture either way.
 
 * One :class:`~bridge.pose.tracker.tracker.BodyTracker` per stream (a client, or a client's shm
@@ -26,7 +26,7 @@ from typing import Hashable
 import numpy as np
 
 from ..errors import ClientError
-from ..keypoints import KeypointFrame
+from .keypoints import KeypointFrame
 from .tracker.loader import TrackerModels
 from .tracker.tracker import BodyTracker
 

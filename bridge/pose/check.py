@@ -3,7 +3,7 @@
 A card whose pose source is ``image`` expects the client to send rendered pose images. A camera
 picture sent there instead would come back as confident nonsense, so each frame is checked first
 (:func:`pose_image_problem`): about 2,000 pixels on a grid are tested against what the style can
-produce (:mod:`bridge.pose_render`):
+produce (:mod:`bridge.pose.render`):
 
 * ``dp_segm``, ``u``, ``v``: grey pixels (the grayscale frame or white canvas) and the colormap's
   colours blended at alpha 0.7 over some grey level;
@@ -23,8 +23,8 @@ import functools
 import cv2
 import numpy as np
 
-from ..pose_render import DEFAULT_ALPHA, SEGM_VAL_SCALE, colormap_lut
-from ..pose_types import PART_COUNT
+from .render import DEFAULT_ALPHA, SEGM_VAL_SCALE, colormap_lut
+from .types import PART_COUNT
 
 SAMPLES = 1536
 TOLERANCE = 8.0  # grey levels per channel: resampling at part edges, JPEG noise
