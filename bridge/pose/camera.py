@@ -1,0 +1,92 @@
+"""Camera frames as a pose source for keypoint models: tracker -> keypoints -> the keypoint drawing.
+
+A camera frame sent to a card whose pose source is ``keypoints`` goes through the same drawing as
+a ``/pose2person/keypoints`` message (:func:`bridge.pose.keypoints.keypoints_to_pose`, then the card's
+render style), so a model trained on keypoint renders sees the same kind of picture either way.
+
+* One :class:`~bridge.pose.tracker.tracker.BodyTracker` per stream (a client, or a client's shm
+  channel), kept in a bounded least-recently-used table; a new frame size starts it afresh.
+* ``mirror``: the client shows its camera mirrored (as every sketch does). The frame is flipped
+  back before tracking, and the landmarks flipped again afterwards, so the pose lines up with the
+  mirrored picture while the person's left stays their left (a mirrored body would otherwise be
+  drawn with left and right swapped).
+* Nobody found: :class:`NoPerson` (code ``no_person``), which the daemon answers with the client's
+  safe picture and a ``/frame/safe`` notice, never with a generated picture of an empty pose.
+
+Thread contract: one stream's frames are posed one at a time (the pipeline never has two frames
+of one client in the pose step); different streams may be posed from different threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Hashable
+
+import numpy as np
+
+from ..errors import ClientError
+from .keypoints import KeypointFrame
+from .tracker.loader import TrackerModels
+from .tracker.tracker import BodyTracker
+
+MAX_STREAMS = 64
+LAYOUT = "mediapipe33"
+NO_PERSON = "no_person"
+
+
+class NoPerson(ClientError):
+    """Nobody was found in a camera frame (a safe picture with this reason stands in)."""
+
+    def __init__(self, frame_id: int = -1) -> None:
+        super().__init__(NO_PERSON, "nobody in the picture: the body tracker found no person "
+                                    "(stand in front of the camera, whole upper body in view, enough light)", frame_id)
+
+
+def mirror_frame(people: np.ndarray, width: int) -> np.ndarray:
+    """Keypoints ``(P, J, 3)`` in pixels of a flipped frame -> the same joints in the unflipped frame."""
+    out = people.copy()
+    out[..., 0] = width - out[..., 0]
+    return out
+
+
+class CameraPoser:
+    """RGB camera frames -> :class:`KeypointFrame` (``mediapipe33``, pixels), per stream."""
+
+    def __init__(self, models: TrackerModels, max_people: int = 1, max_streams: int = MAX_STREAMS) -> None:
+        self.models = models
+        self.max_people = max_people
+        self.max_streams = max_streams
+        self._trackers: OrderedDict[Hashable, tuple[tuple[int, int], BodyTracker]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _tracker(self, stream: Hashable, size: tuple[int, int]) -> BodyTracker:
+        with self._lock:
+            entry = self._trackers.pop(stream, None)
+            if entry is None or entry[0] != size:
+                entry = (size, self.models.new_tracker(max_people=self.max_people))
+            self._trackers[stream] = entry
+            while len(self._trackers) > self.max_streams:
+                self._trackers.popitem(last=False)
+            return entry[1]
+
+    def forget(self, stream: Hashable) -> None:
+        """Drop a stream's tracking state (its client left)."""
+        with self._lock:
+            self._trackers.pop(stream, None)
+
+    @property
+    def streams(self) -> int:
+        return len(self._trackers)
+
+    def keypoints(self, rgb: np.ndarray, stream: Hashable = None, mirror: bool = False,
+                  frame_id: int = 0) -> KeypointFrame:
+        """The people in an RGB uint8 frame (possibly none), in the frame's pixels."""
+        h, w = rgb.shape[:2]
+        tracker = self._tracker(stream, (w, h))
+        view = np.ascontiguousarray(rgb[:, ::-1]) if mirror else rgb
+        people = tracker.update(view)
+        pts = np.stack([p.pixels(w, h) for p in people]) if people else np.zeros((0, 33, 3), np.float32)
+        if mirror and len(pts):
+            pts = mirror_frame(pts, w)
+        return KeypointFrame(LAYOUT, int(frame_id), int(w), int(h), pts.astype(np.float32), False)
