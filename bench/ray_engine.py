@@ -69,7 +69,8 @@ def make_card(root: Path) -> Path:
         "load_size": 128, "crop_size": 128, "preprocess": "resize_and_crop", "direction": "AtoB",
         "model": "pix2pix", "name": "gen"})
     dest = root / "models"
-    done = subprocess.run([sys.executable, "-m", "bridge", "models", "import", str(folder), "--dest", str(dest)],
+    done = subprocess.run([sys.executable, "-m", "bridge", "models", "import", str(folder), "--dest", str(dest),
+                           "--pose-source", "image"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise SystemExit(f"models import failed:\n{done.stderr}")

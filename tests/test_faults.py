@@ -292,7 +292,8 @@ def tiny_card(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                "load_size": 64, "crop_size": 64, "preprocess": "resize_and_crop",
                                                "direction": "AtoB", "model": "pix2pix", "name": "tiny"})
     dest = root / "models"
-    done = subprocess.run([sys.executable, "-m", "bridge", "models", "import", str(folder), "--dest", str(dest)],
+    done = subprocess.run([sys.executable, "-m", "bridge", "models", "import", str(folder), "--dest", str(dest),
+                           "--pose-source", "image"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return dest

@@ -54,7 +54,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, net_g, norm, model, seed in (("artist", "resnet_6blocks", "instance", "cycle_gan", 1),
                                            ("styleb", "unet_128", "batch", "pix2pix", 2)):
         folder = colab_folder(root, name, net_g, norm, model, seed)
-        done = cli("models", "import", str(folder), "--dest", str(dest))
+        done = cli("models", "import", str(folder), "--dest", str(dest), "--pose-source", "image")
         assert done.returncode == 0, done.stderr
     return dest
 
@@ -89,7 +89,8 @@ def test_import_wrote_cards_with_the_training_options(models: Path) -> None:
     assert listed.returncode == 0 and "artist" in listed.stdout and "styleb" in listed.stdout
     shown = cli("models", "show", "styleb", "--models-dir", str(models))
     assert shown.returncode == 0 and "match the card" in shown.stdout
-    again = cli("models", "import", str(models.parent / "checkpoints" / "artist"), "--dest", str(models))
+    again = cli("models", "import", str(models.parent / "checkpoints" / "artist"), "--dest", str(models),
+                "--pose-source", "image")
     assert again.returncode != 0 and "already exists" in again.stderr
 
 

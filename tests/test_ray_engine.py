@@ -173,7 +173,8 @@ def tiny_card(root: Path) -> Path:
         "load_size": 72, "crop_size": 64, "preprocess": "resize_and_crop", "direction": "AtoB",
         "model": "cycle_gan", "name": "tiny"})
     dest = root / "models"
-    done = subprocess.run([sys.executable, "-m", "bridge", "models", "import", str(folder), "--dest", str(dest)],
+    done = subprocess.run([sys.executable, "-m", "bridge", "models", "import", str(folder), "--dest", str(dest),
+                           "--pose-source", "image"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return dest

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..cards import card_to_toml, user_models_dir
 from ..config import FRAMINGS, POSE_CHOICES, resolve_pipeline
-from ..errors import ModelLoadError
+from ..errors import ConfigError, ModelLoadError
 from ..stages import REGISTRY, Catalog
 from .options import add_log_level
 
@@ -35,10 +35,16 @@ def add_parser(sub: Any) -> None:
     imp.add_argument("--epoch", default="latest", help="checkpoint epoch prefix (default latest)")
     imp.add_argument("--dest", default=None, metavar="DIR", help="models directory to write to "
                      "(default $POSE2PERSON_MODELS or ~/.local/share/pose2person/models)")
-    imp.add_argument("--pose-source", choices=POSE_CHOICES, default="image")
-    imp.add_argument("--pose-style", default="dp_segm", help="renderer that made the training poses")
-    imp.add_argument("--framing", choices=FRAMINGS, default="squash")
-    imp.add_argument("--pad-color", default="255,255,255", help="letterbox colour R,G,B (default white)")
+    imp.add_argument("--pose-source", choices=("auto", *POSE_CHOICES), default="auto",
+                     help="what the model was trained on (default auto: the folder's card.toml, else the "
+                          "dataset name in train_opt.txt, else asked at a terminal; see docs/GENERATOR.md)")
+    imp.add_argument("--pose-style", default=None,
+                     help="renderer that made the training poses (default: the folder's card, else iuv if the "
+                          "dataset name says iuv, else dp_segm)")
+    imp.add_argument("--framing", choices=FRAMINGS, default=None,
+                     help="frame -> model input (default: the folder's card, else squash)")
+    imp.add_argument("--pad-color", default=None,
+                     help="letterbox colour R,G,B (default: the folder's card, else white)")
     imp.add_argument("--link", action="store_true", help="point the card at the weights instead of copying them")
     imp.add_argument("--force", action="store_true", help="replace an existing card of that name")
     fetch = msub.add_parser("fetch", help="download a model card's weights (e.g. the DensePose model zoo)")
@@ -101,19 +107,46 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import(args: argparse.Namespace) -> int:
-    from ..generator.importer import import_checkpoint_folder
+def _ask_pose_source(why: str) -> str:
+    """At a terminal: which poses the model was trained on (Enter: densepose)."""
+    print(f"{why}.\nWhat was it trained on?\n  1) densepose  DensePose renders (default)\n"
+          "  2) keypoints  skeleton drawings\n  3) image      the client sends pose images itself")
+    choices = {"1": "densepose", "2": "keypoints", "3": "image", "": "densepose"}
+    while True:
+        try:
+            answer = input("pose source [densepose]: ").strip().lower()
+        except EOFError:
+            raise ConfigError("no pose source chosen: say which with --pose-source image|densepose|keypoints") from None
+        if answer in choices.values():
+            return answer
+        if answer in choices:
+            return choices[answer]
+        print("answer 1, 2, 3 or a name: densepose, keypoints, image")
 
-    try:
-        pad = tuple(int(v) for v in args.pad_color.split(","))
-        if len(pad) != 3 or not all(0 <= v <= 255 for v in pad):
-            raise ValueError
-    except ValueError:
-        raise ModelLoadError(f"--pad-color must be R,G,B with values 0..255, not {args.pad_color!r}") from None
+
+def _import(args: argparse.Namespace) -> int:
+    from ..generator.importer import import_checkpoint_folder, pick_generator, resolve_pose_settings
+
+    pad: tuple[int, ...] | None = None
+    if args.pad_color is not None:
+        try:
+            pad = tuple(int(v) for v in args.pad_color.split(","))
+            if len(pad) != 3 or not all(0 <= v <= 255 for v in pad):
+                raise ValueError
+        except ValueError:
+            raise ModelLoadError(f"--pad-color must be R,G,B with values 0..255, not {args.pad_color!r}") from None
     dest = Path(args.dest).expanduser() if args.dest else user_models_dir()
-    card = import_checkpoint_folder(Path(args.source), dest, name=args.name, role=args.generator, epoch=args.epoch,
-                                    pose_source=args.pose_source, pose_style=args.pose_style, framing=args.framing,
-                                    pad_color=pad, link=args.link, force=args.force)  # type: ignore[arg-type]
+    source = Path(args.source).expanduser()
+    if not source.is_dir():
+        raise ModelLoadError(f"{source} is not a folder")
+    pick_generator(source, args.generator, args.epoch)  # no weights: say so before asking anything
+    pose = resolve_pose_settings(source, pose_source=args.pose_source, pose_style=args.pose_style,
+                                 framing=args.framing, pad_color=pad,  # type: ignore[arg-type]
+                                 ask=_ask_pose_source if sys.stdin.isatty() else None)
+    print(pose.describe() + ("" if args.pose_source != "auto" else "; --pose-source overrides"))
+    card = import_checkpoint_folder(source, dest, name=args.name, role=args.generator, epoch=args.epoch,
+                                    pose_source=pose.pose_source, pose_style=pose.pose_style, framing=pose.framing,
+                                    pad_color=pose.pad_color, link=args.link, force=args.force)
     print(f"imported {card.name!r}: {card.folder / 'card.toml'}")
     print(f"serve it with: pose2person serve --model {card.name}"
           + (f" --models-dir {dest}" if args.dest else ""))
