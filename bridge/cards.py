@@ -4,7 +4,7 @@ A card lives at ``<models dir>/<name>/card.toml`` beside its weights. Schema (ev
 optional except ``name``; see models/README.md)::
 
     name = "puppet"
-    kind = "generator"            # or "densepose"
+    kind = "generator"            # or "densepose", or "tracker" (the camera tracker's files: not servable)
     description = "..."
     [weights]       file = "latest_net_G.pth"   url = ""   sha256 = "..."   size = 0
     [architecture]  net_g = "unet_256"   norm = "batch"   ngf = 64   input_nc = 3   output_nc = 3   use_dropout = true
@@ -34,7 +34,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 CARD_FILE = "card.toml"
-KINDS = ("generator", "densepose")
+KINDS = ("generator", "densepose", "tracker")
+#: Kinds a client can switch to with ``/pose2person/model`` (a tracker card only serves other models).
+SERVABLE_KINDS = ("generator", "densepose")
 POSE_SOURCES = ("image", "densepose", "keypoints")
 PRECISIONS = ("fp32", "fp16", "bf16")
 

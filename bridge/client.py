@@ -246,6 +246,26 @@ class BridgeClient:
         except ShmError as exc:
             raise RemoteError(frame_id, exc.code, exc.message) from None
 
+    def safe_notice(self, frame_id: int) -> str | None:
+        """The reason of a ``/frame/safe`` notice for ``frame_id`` already received (it arrives just
+        before the frame's reply), removed from the stash; None when the frame got a real picture.
+
+        A frame answered with a safe picture (``no_person``, a failed or loading model) is not the
+        model's work: count it apart (``pose2person send`` counts it as failed)."""
+        for i, m in enumerate(self._stash):
+            if m.address == protocol.FRAME_SAFE and len(m.args) == 3 and m.args[0] == frame_id:
+                del self._stash[i]
+                return str(m.args[2])
+        return None
+
+    def set_mirror(self, mirrored: bool) -> bool:
+        """Tell the bridge whether this client's camera pictures are mirrored; the setting in force."""
+        return bool(self.request(f"{protocol.PREFIX}/mirror", (int(mirrored),), protocol.MIRROR).args[0])
+
+    def set_view(self, view: str) -> str:
+        """``person`` (generated pictures) or ``pose`` (the pose images); the setting in force."""
+        return str(self.request(f"{protocol.PREFIX}/view", (view,), protocol.VIEW).args[0])
+
     def close(self) -> None:
         self.sock.close()
 

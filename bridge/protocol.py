@@ -23,6 +23,8 @@ FRAME_READY = f"{PREFIX}/frame/ready"
 FRAME_DROPPED = f"{PREFIX}/frame/dropped"
 FRAME_SAFE = f"{PREFIX}/frame/safe"  # i frame_id s policy s reason: a safe picture stands in for the model's
 SAFE = f"{PREFIX}/safe"  # reply: s policy
+MIRROR = f"{PREFIX}/mirror"  # reply: i mirrored (0/1)
+VIEW = f"{PREFIX}/view"  # reply: s view (person / pose)
 AUTH_OK = f"{PREFIX}/auth/ok"  # reply: i 1 (authorised) or i 0 (the daemon has no token)
 SHUTTING_DOWN = f"{PREFIX}/shutting_down"
 SHM_OPENED = f"{PREFIX}/shm/opened"
@@ -77,6 +79,12 @@ ERROR_CODES: dict[str, str] = {
     "replica_lost": "--engine ray: the Ray replica holding this frame died or stopped answering; the frame is"
                     " lost, Ray replaces the replica and later frames go on (docs/SCALING.md)",
     "record_limit": "a recording is running for this client already, or the most recordings at once are running",
+    "no_person": "a camera frame for a keypoint model in which the body tracker found nobody; with a safe-output"
+                 " policy other than off the client gets its safe picture and /frame/safe with this reason instead",
+    "not_a_pose_image": "a frame for a model whose pose source is image (the client renders pose images) that does"
+                        " not look like a pose image of the model's style (a camera picture, or a pose of nobody)",
+    "tracker_unavailable": "a camera frame for a keypoint model, but the body tracker cannot run here (the TFLite"
+                           " runtime or the blazepose files are missing: docs/TRACKER.md)",
     "internal": "an unexpected error in the bridge (see its log)",
 }
 
@@ -123,6 +131,17 @@ ADDRESSES: tuple[Address, ...] = (
             " (an error instead). No argument: ask.",
             reply="/pose2person/safe s policy", access=3, arg_names=("policy",),
             range=({"VALS": ["last", "input", "black", "pattern", "off"]},)),
+    Address(f"{PREFIX}/mirror", ("", "i"),
+            "This client shows its camera mirrored (1) or not (0, the default). The camera tracker flips"
+            " mirrored frames back before it looks, so the generated person's left stays the real person's left."
+            " No argument: ask.",
+            reply="/pose2person/mirror i mirrored", access=3, arg_names=("mirrored",),
+            range=({"MIN": 0, "MAX": 1},)),
+    Address(f"{PREFIX}/view", ("", "s"),
+            "What this client's frames come back as: person (the generated picture, the default) or pose (the"
+            " pose image the generator gets: the tracker's or DensePose's drawing). No argument: ask.",
+            reply="/pose2person/view s view", access=3, arg_names=("view",),
+            range=({"VALS": ["person", "pose"]},)),
     Address(f"{PREFIX}/auth", ("s",),
             "Unlock state-changing messages (model switch, recording, shutdown) for this host, when the"
             " daemon runs with a control token (docs/SECURITY.md).",
@@ -156,7 +175,8 @@ ADDRESSES: tuple[Address, ...] = (
             reply="/pose2person/model/ready s name (a switch, once the new model serves); "
                   "/pose2person/model/changed s name (no argument: the active model)", access=3,
             arg_names=("name",)),
-    Address(f"{PREFIX}/models", ("",), "List the available model names.",
+    Address(f"{PREFIX}/models", ("",), "List the models that can run now (weights present, pose source usable),"
+            " the active one included.",
             reply="/pose2person/models/list s name...", access=1),
     Address(f"{PREFIX}/status", ("",), "Pipeline statistics.",
             reply="/pose2person/status/reply f fps f mean_latency_ms f p95_latency_ms i received"

@@ -124,7 +124,7 @@ def test_close_stops_both_threads_and_a_late_call_runs_on_its_caller(tmp_path: A
     spec = GeneratorSpec("resnet_6blocks", ngf=4)
     engine = GeneratorEngine(spec, build_generator(spec).state_dict(), device="cpu", accel="eager")
     inner = GeneratorStage(ModelCard(name="closing"), engine, InputContract(load_size=64, crop_size=64),
-                           ImagePose(), "dp_segm")
+                           ImagePose(check=False), "dp_segm")  # noise frames: not the subject here
     stage = BatchingStage(inner, max_batch=2, depth=2)
     frame = np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8)
     want = inner.generate(frame)
@@ -266,7 +266,7 @@ def test_auto_depth_overlaps_only_densepose_generators_on_an_accelerator() -> No
     def stage_with(pose: Any) -> GeneratorStage:
         return GeneratorStage(ModelCard(name="g"), engine, InputContract(load_size=64, crop_size=64), pose, "dp_segm")
 
-    densepose, keypoints = stage_with(DensePosePose(None, "dp_segm")), stage_with(KeypointPose())
+    densepose, keypoints = stage_with(DensePosePose(None, "dp_segm")), stage_with(KeypointPose("dp_segm", None))
     auto = LocalEngine(Catalog(resolve_pipeline()))
     assert (auto.depth_for(densepose), auto.depth_for(keypoints)) == (1, 1)
     assert auto.max_in_flight == 2 and auto.workers_at_start == 1  # room for a GPU model switched to later

@@ -20,6 +20,7 @@ from bridge.client import BridgeClient, RemoteError
 from bridge.generator.checkpoint import write_train_opt
 from conftest import REPO, start_bridge
 from generator_reference import functional_forward, random_checkpoint, reference_keys
+from pose_frames import pose_picture_bgr, pose_picture_bgra, pose_picture_rgb
 
 P = "/pose2person"
 
@@ -75,6 +76,7 @@ def expected_output(models: Path, name: str, rgb: np.ndarray) -> np.ndarray:
 
 
 def camera_bgra(h: int, w: int, seed: int) -> np.ndarray:
+    """Noise as a camera frame (for DensePose: models whose pose source is image refuse it)."""
     rng = np.random.default_rng(seed)
     frame = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
     frame[..., 3] = 255
@@ -98,7 +100,7 @@ def test_frames_over_shm_and_paths_match_the_reference_test_path(models: Path, t
     bridge = start_bridge(tmp_path, "--model", "artist", "--models-dir", str(models), timeout=120)
     try:
         with BridgeClient("127.0.0.1", bridge.osc_port, timeout=60) as client:
-            frame = camera_bgra(48, 80, 1)  # Processing-style BGRA8, not square
+            frame = pose_picture_bgra(48, 80, 1)  # Processing-style BGRA8, not square
             session = client.open_shm("cam", 80, 48, "BGRA8")
             out, latency = client.process_shm(session, frame, 7)
             expected = expected_output(models, "artist", np.ascontiguousarray(frame[..., 2::-1]))
@@ -120,9 +122,9 @@ def test_frames_over_shm_and_paths_match_the_reference_test_path(models: Path, t
 
 def test_check_command_passes_in_fp32_over_shm(models: Path, tmp_path: Path) -> None:
     img = tmp_path / "pose.png"
-    Image.fromarray(camera_bgra(64, 64, 3)[..., :3]).save(img)
+    Image.fromarray(pose_picture_rgb(64, 64, 3)).save(img)
     wide = tmp_path / "wide.png"
-    Image.fromarray(camera_bgra(40, 90, 4)[..., :3]).save(wide)
+    Image.fromarray(pose_picture_rgb(40, 90, 4)).save(wide)
     done = cli("check", "styleb", str(img), str(wide), "--models-dir", str(models))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS" in done.stdout and "pose.png" in done.stdout and "wide.png" in done.stdout
@@ -150,7 +152,7 @@ def test_hot_swap_under_load_keeps_frames_flowing(models: Path, tmp_path: Path) 
         fid = 0
         while not stop.is_set() or fid < 10:
             fid += 1
-            frame = camera_bgra(64, 64, fid)[..., :3].copy()
+            frame = pose_picture_rgb(64, 64, fid)  # an RGB8 channel
             out, _ = client.process_shm(session, frame, fid)  # waits for this frame's own reply
             ids.append(fid)
             blank += int(out.max() == out.min())
@@ -181,7 +183,7 @@ def test_a_broken_model_is_refused_and_the_active_one_keeps_serving(models: Path
                 client.set_model("broken", timeout=60)
             assert err.value.code == "model_load_failed" and "truncated or corrupt" in err.value.message
             session = client.open_shm("cam", 32, 32, "RGB8")
-            out, _ = client.process_shm(session, camera_bgra(32, 32, 9)[..., :3].copy(), 1)
+            out, _ = client.process_shm(session, pose_picture_rgb(32, 32, 9), 1)
             assert client.model() == "artist" and out.shape == (32, 32, 3)
     finally:
         bridge.stop()
@@ -190,12 +192,13 @@ def test_a_broken_model_is_refused_and_the_active_one_keeps_serving(models: Path
 def test_run_offline_writes_images_and_videos(models: Path, tmp_path: Path) -> None:
     images = tmp_path / "in"
     images.mkdir()
-    rgb = camera_bgra(50, 70, 5)[..., :3].copy()
+    rgb = pose_picture_rgb(50, 70, 5)
     Image.fromarray(rgb).save(images / "a.png")
     video = images / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    # pose renders as a compressed video: at a realistic size compression keeps them pose images
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
     for i in range(4):
-        writer.write(np.full((48, 64, 3), 30 * i, np.uint8))
+        writer.write(pose_picture_bgr(240, 320, 40 + i, noise=False))
     writer.release()
     out = tmp_path / "out"
     done = cli("run", str(images), "-o", str(out), "--model", "artist", "--models-dir", str(models),
@@ -308,7 +311,7 @@ def test_max_batch_generates_several_clients_together_with_the_same_pictures(mod
     try:
         clients = [BridgeClient("127.0.0.1", bridge.osc_port, timeout=60) for _ in range(4)]
         sessions = [c.open_shm(f"b{i}", 48, 40, "BGRA8") for i, c in enumerate(clients)]
-        frames = [camera_bgra(40, 48, 20 + i) for i in range(4)]
+        frames = [pose_picture_bgra(40, 48, 20 + i) for i in range(4)]
         for round_ in range(3):
             for c, s, f in zip(clients, sessions, frames):
                 c.submit_shm(s, f, round_ + 1)

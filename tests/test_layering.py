@@ -53,6 +53,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "aiohttp": {"transports"},
     "zeroconf": {"daemon"},
     "ray": {"engines"},
+    "ai_edge_litert": {"pose"},  # the camera tracker's runtime (bridge.pose.tracker.runtime)
 }
 
 

@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 
 from ..config import resolve_pipeline
-from ..errors import BridgeError
+from ..errors import BridgeError, ClientError
 from ..stages import Catalog
+from ..util.frame_context import FrameContext, frame_context
 from ..util.progress import ProgressBar
 from .options import add_log_level, add_model_options
 from .send import IMAGE_EXTENSIONS, frame_count, iter_frames
@@ -26,6 +27,9 @@ from .send import IMAGE_EXTENSIONS, frame_count, iter_frames
 log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 KEYPOINT_EXTENSIONS = {".json", ".jsonl", ".csv"}
+#: A frame that gets no picture, counted and logged, while the run goes on: nobody in it (camera
+#: tracker), or not a pose image for a model that takes pose images.
+FRAME_PROBLEMS = frozenset({"no_person", "not_a_pose_image"})
 
 
 def add_parser(sub: Any) -> None:
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     stage = Catalog(cfg).load(args.model)
     total = sum(frame_count(f) if f.suffix.lower() not in KEYPOINT_EXTENSIONS else 1 for f in files)
     bar = ProgressBar(total, f"run {args.model}", enabled=not args.no_progress)
-    written = 0
+    written = failed = 0
     try:
         for path in files:
             suffix = path.suffix.lower()
@@ -118,7 +122,20 @@ def run(args: argparse.Namespace) -> int:
                 sink = VideoOut(out if single_video else out / f"{path.stem}.mp4", fps)
             try:
                 for i, bgr in enumerate(iter_frames(path)):
-                    result = run_stage(stage, bgr, "BGR8", 0, i)
+                    # A video is one stream: the camera tracker follows its person from frame to
+                    # frame; each photo is looked at afresh.
+                    try:
+                        with frame_context(FrameContext(stream=str(path) if video else None, frame_id=i)):
+                            result = run_stage(stage, bgr, "BGR8", 0, i)
+                    except ClientError as exc:
+                        if exc.code not in FRAME_PROBLEMS:
+                            raise
+                        failed += 1
+                        log.warning("%s frame %d: %s: %s", path.name, i, exc.code, exc.message)
+                        bar.update(1, exc.code)
+                        if sink is not None:  # keep the video's timing: a black frame stands in
+                            sink.write(np.zeros_like(bgr))
+                        continue
                     if sink is not None:
                         sink.write(result)
                     else:
@@ -131,5 +148,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     log.info("wrote %d frame(s) to %s", written, out)
-    print(f"{written} frame(s) -> {out}")
-    return 0
+    print(f"{written} frame(s) -> {out}" + (f"; {failed} frame(s) without a picture (see the log)" if failed else ""))
+    return 1 if failed else 0

@@ -128,6 +128,19 @@ class Sink:
             self._writer.release()
 
 
+def _safe_picture(client: BridgeClient, frame_id: int, figures: Figures, progress: ProgressBar) -> bool:
+    """Whether the bridge answered ``frame_id`` with a safe picture (nobody in it, a failed model):
+    then the frame counts as failed, with the reason in the log; the picture is still written, so
+    a video keeps its timing."""
+    reason = client.safe_notice(frame_id)
+    if reason is None:
+        return False
+    figures.failed += 1
+    log.warning("frame %d: no picture from the model, a safe picture instead: %s", frame_id, reason)
+    progress.update(1, reason.split(":", 1)[0])
+    return True
+
+
 def _send_shm(client: BridgeClient, frames: Iterator[np.ndarray], sink: Sink, figures: Figures,
               progress: ProgressBar, timeout: float) -> None:
     session = None
@@ -150,6 +163,8 @@ def _send_shm(client: BridgeClient, frames: Iterator[np.ndarray], sink: Sink, fi
             figures.round_trip_ms.append((time.perf_counter() - t0) * 1000.0)
             figures.bridge_ms.append(bridge_ms)
             sink.write(result)
+            if _safe_picture(client, frame_id, figures, progress):
+                continue
             progress.update(1, f"{figures.round_trip_ms[-1]:.1f} ms")
     finally:
         if session is not None:
@@ -179,6 +194,8 @@ def _send_path(client: BridgeClient, frames: Iterator[np.ndarray], sink: Sink, f
             figures.round_trip_ms.append((time.perf_counter() - t0) * 1000.0)
             figures.bridge_ms.append(done.latency_ms)
             sink.write(result)
+            if _safe_picture(client, frame_id, figures, progress):
+                continue
             progress.update(1, f"{figures.round_trip_ms[-1]:.1f} ms")
     finally:
         stage_in.unlink(missing_ok=True)

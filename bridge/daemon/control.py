@@ -26,6 +26,7 @@ from ..osc import OscArg, OscDecodeError, OscMessage, decode_packet, encode_mess
 from ..pose.keypoints import parse_keypoint_args
 from ..shm import ShmError
 from ..util import metrics
+from ..util.frame_context import VIEWS
 from ..util.logutil import RateLimitedLog
 from .jobs import FrameJob, PathJob, ShmJob, error_packet
 from .keypoint_jobs import KeypointJob, KeypointTarget
@@ -167,6 +168,8 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._keypoint_targets: OrderedDict[Hashable, KeypointTarget] = OrderedDict()  # bounded by max_clients
         self._safe_policies: OrderedDict[Hashable, str] = OrderedDict()  # bounded by max_clients
+        self._mirrored: OrderedDict[Hashable, bool] = OrderedDict()  # /mirror, bounded by max_clients
+        self._views: OrderedDict[Hashable, str] = OrderedDict()  # /view, bounded by max_clients
         self._rate = HostRateLimit(config.security.max_packets_per_s, config.osc.max_clients)
         self._authorized: OrderedDict[str, float] = OrderedDict()  # hosts that sent the token, bounded
         self.rate_limited_packets = 0
@@ -180,6 +183,8 @@ class Controller:
             f"{protocol.PREFIX}/frame/path": self._frame_path,
             f"{protocol.PREFIX}/frame/shm": self._frame_shm,
             f"{protocol.PREFIX}/safe": self._safe,
+            f"{protocol.PREFIX}/mirror": self._mirror,
+            f"{protocol.PREFIX}/view": self._view,
             f"{protocol.PREFIX}/auth": self._auth,
             f"{protocol.PREFIX}/shutdown": self._shutdown,
             f"{protocol.PREFIX}/keypoints": self._keypoints,
@@ -281,6 +286,8 @@ class Controller:
         self._keypoint_targets.pop(key, None)
         self.recorder.forget(key)
         self._safe_policies.pop(key, None)
+        self._mirrored.pop(key, None)
+        self._views.pop(key, None)
         self._pipeline.forget_client(key)
         for name in self._channels.names():
             self._pipeline.forget_client((key, name))
@@ -422,10 +429,34 @@ class Controller:
     def _policy_of(self, key: Hashable) -> str:
         return self._safe_policies.get(key, self._config.safety.safe_output)
 
+    def _remember(self, table: OrderedDict, key: Hashable, value: object) -> None:  # type: ignore[type-arg]
+        table.pop(key, None)
+        table[key] = value
+        while len(table) > self._config.osc.max_clients:
+            table.popitem(last=False)
+
+    def _mirror(self, peer: Peer, args: _Args) -> None:
+        if args.values:
+            value = int(args.values[0])
+            if value not in (0, 1):
+                raise ClientError("bad_arguments", f"mirror must be 0 or 1, not {value}")
+            self._remember(self._mirrored, peer.key, bool(value))
+        peer.reply(encode_message(protocol.MIRROR, int(self._mirrored.get(peer.key, False))))
+
+    def _view(self, peer: Peer, args: _Args) -> None:
+        if args.values:
+            view = str(args.values[0]).lower()
+            if view not in VIEWS:
+                raise ClientError("bad_arguments", f"view must be one of {', '.join(VIEWS)}, not {view!r}")
+            self._remember(self._views, peer.key, view)
+        peer.reply(encode_message(protocol.VIEW, self._views.get(peer.key, "person")))
+
     def attach_safe(self, job: FrameJob, peer_key: Hashable) -> None:
-        """Give ``job`` its client's safe-output policy (the mailbox key may be (client, channel);
-        the policy belongs to the client)."""
+        """Give ``job`` its client's settings: the safe-output policy, mirror and view (the mailbox
+        key may be (client, channel); the settings belong to the client)."""
         job.safe = self._pipeline.safe_output(self._policy_of(peer_key), job.client)
+        job.mirror = self._mirrored.get(peer_key, False)
+        job.view = self._views.get(peer_key, "person")
 
     def _submit(self, job: FrameJob) -> None:
         self.attach_safe(job, job.client[0] if isinstance(job.client, tuple) and len(job.client) == 2
@@ -474,7 +505,7 @@ class Controller:
         peer.reply(encode_message(protocol.MODEL_READY, name))
 
     def _models(self, peer: Peer, args: _Args) -> None:
-        peer.reply(model_list_packet(self._pipeline.catalog))
+        peer.reply(model_list_packet(self._pipeline.catalog, self._pipeline.model_name))
 
     def _status(self, peer: Peer, args: _Args) -> None:
         s = self._pipeline.stats.snapshot()

@@ -24,9 +24,10 @@ from ..formats.pixels import convert
 from ..osc import encode_message
 from ..shm import ORIGIN_BOTTOM_LEFT, ShmError
 from ..stages import Stage
+from ..util.frame_context import FrameContext
 from ..util.metrics import record, timed
 from .monitor import THUMB_MAX_SIDE, TapFrames
-from .safe_output import MODEL_FAILURES, SafeOutput
+from .safe_output import COVERED, SafeOutput
 from .shm_channels import Channel
 
 ReplyFn = Callable[[bytes], None]
@@ -44,7 +45,7 @@ def run_stage(stage: Stage, image: np.ndarray, fmt: str, origin: int, frame_id: 
         with timed("stage"):  # the model call's share of the frame (bridge/util/metrics.py)
             result = _run_stage(stage, image, fmt, origin, frame_id)
     except ClientError as exc:
-        if safe is None or not safe.enabled or exc.code not in MODEL_FAILURES:
+        if safe is None or not safe.enabled or exc.code not in COVERED:
             raise
         return safe.substitute(image, fmt, exc)
     if safe is not None:
@@ -97,6 +98,10 @@ class FrameJob:
     tap: TapFrames | None = field(default=None, repr=False)
     # The client's safe-output policy (bridge/daemon/safe_output.py); None = failures are errors.
     safe: SafeOutput | None = field(default=None, repr=False)
+    # The client's per-client settings that stages read through bridge/util/frame_context.py:
+    # its camera picture is mirrored; it wants the pose image ("pose") instead of the person.
+    mirror: bool = field(default=False, repr=False)
+    view: str = field(default="person", repr=False)
     # Set by the stall watchdog when it hands this frame to a new worker: the stuck thread, if
     # it ever returns, must neither publish nor write (its slot or file now belongs to the retry).
     abandoned: bool = field(default=False, repr=False)
@@ -108,6 +113,10 @@ class FrameJob:
 
     def run(self, stage: Stage) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def context(self) -> FrameContext:
+        """What the stage may know about this frame's client (tracking identity, mirror, view)."""
+        return FrameContext(stream=self.client, mirror=self.mirror, view=self.view, frame_id=self.frame_id)
 
 
 @dataclass

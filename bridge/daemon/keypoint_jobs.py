@@ -30,7 +30,7 @@ from ..stages import Stage
 from ..util.metrics import timed
 from .jobs import FrameJob, _retired, elapsed_ms, run_stage
 from .monitor import TapFrames
-from .safe_output import MODEL_FAILURES
+from .safe_output import COVERED
 from .shm_channels import Channel
 
 BUILTIN_POSE_STYLE = "dp_segm"
@@ -75,7 +75,7 @@ class KeypointJob(FrameJob):
                 raise ClientError("model_failed", f"{stage.name}: {type(exc).__name__}: {exc}",
                                   self.frame_id) from exc
         except ClientError as exc:
-            if self.safe is None or not self.safe.enabled or exc.code not in MODEL_FAILURES:
+            if self.safe is None or not self.safe.enabled or exc.code not in COVERED:
                 raise
             from ..pose.render import render_pose
 

@@ -36,6 +36,7 @@ from ..config import EngineConfig, PipelineConfig, SafetyConfig
 from ..engines import Engine, create_engine
 from ..errors import ClientError, ModelLoadError
 from ..osc import encode_message
+from ..util.frame_context import frame_context
 from .jobs import AbandonedFrame, FrameJob, error_packet
 from .latest import LatestMailboxes, MailboxClosed
 from .monitor import FrameTap
@@ -302,8 +303,9 @@ class Pipeline:
             with self._busy_lock:
                 self._busy[wid] = (time.monotonic(), job, generation)
             try:
-                packet = job.run(stage if self._order is None else
-                                 self._order.stage_for(job, stage, lambda job=job: self._advance(job)))
+                with frame_context(job.context()):
+                    packet = job.run(stage if self._order is None else
+                                     self._order.stage_for(job, stage, lambda job=job: self._advance(job)))
                 self.stats.count_processed(job.latency_ms)
                 if self.monitor is not None:
                     self.monitor.offer(job, stage)
@@ -357,8 +359,10 @@ def _join_all(threads: list[threading.Thread], timeout_s: float) -> None:
         t.join(max(0.0, deadline - time.monotonic()))
 
 
-def model_list_packet(catalog: stages.Catalog | None = None) -> bytes:
-    return encode_message(protocol.MODELS_LIST, *(catalog.available() if catalog else stages.available()))
+def model_list_packet(catalog: stages.Catalog | None = None, active: str | None = None) -> bytes:
+    """``/models/list``: the models that can run now (weights present, pose source usable), with the
+    active one included, so a client cycling through the list always comes back to it."""
+    return encode_message(protocol.MODELS_LIST, *(catalog or stages.Catalog()).runnable(active))
 
 
 __all__ = ["Pipeline", "ModelLoadError", "model_list_packet"]

@@ -12,6 +12,10 @@ s reason`` so patches that care can tell. Policies:
 * ``pattern``: SMPTE-style colour bars, unmistakably "not the show";
 * ``off``: no picture: ``/pose2person/error`` with the failure's code, as for any error.
 
+A camera frame in which the body tracker finds nobody (``no_person``, docs/TRACKER.md) is
+covered the same way: the client sees its safe picture with the reason, not a generated
+picture of an empty pose.
+
 Errors caused by the client's own request (a missing file, a torn shared-memory frame, bad
 keypoints) are never covered up: they are answered with ``/pose2person/error`` whatever the
 policy. Numpy only; the stores are bounded.
@@ -33,6 +37,9 @@ POLICIES: tuple[str, ...] = ("last", "input", "black", "pattern", "off")
 DEFAULT_POLICY = "last"
 #: Failures of the model (not of the request) that a safe picture may stand in for.
 MODEL_FAILURES = frozenset({"model_failed", "model_unavailable", "model_stalled"})
+#: What a safe picture stands in for: a failure of the model, or a camera frame in which the body
+#: tracker found nobody (a deliberate "nobody here" picture, never a generated empty pose).
+COVERED = MODEL_FAILURES | {"no_person"}
 LAST_FRAMES_MAX = 64  # clients whose last good output is kept
 LAST_FRAMES_MAX_BYTES = 512 * 1024 * 1024  # and at most this much of it
 

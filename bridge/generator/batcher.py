@@ -32,8 +32,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..pose.types import PoseResult
+from ..util.frame_context import current_frame, frame_context
 from ..util.metrics import record
-from .stage import GeneratorStage
+from .stage import GeneratorStage, unmirror
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,11 @@ log = logging.getLogger(__name__)
 class _Frame:
     """One call travelling through the two threads."""
 
-    __slots__ = ("kind", "payload", "on_posed", "done", "pose", "pose_ms", "generator_ms")
+    __slots__ = ("kind", "payload", "on_posed", "done", "pose", "pose_ms", "generator_ms", "context")
 
     def __init__(self, kind: str, payload: Any, on_posed: Callable[[], None] | None) -> None:
         self.kind, self.payload, self.on_posed = kind, payload, on_posed
+        self.context = current_frame()  # the caller's frame context, for the pose thread
         self.done: Future[np.ndarray] = Future()
         self.pose: np.ndarray | None = None
         self.pose_ms = self.generator_ms = 0.0
@@ -91,7 +93,12 @@ class BatchingStage:
     def process(self, image: np.ndarray, fmt: str, on_posed: Callable[[], None] | None = None) -> np.ndarray:
         """The picture for ``image``; ``on_posed`` (if given) is called on the pose thread once the
         frame's pose step is over (the pipeline then takes the client's next frame)."""
-        return self._submit("image", image, on_posed)
+        mirror = current_frame().mirror  # flipped as GeneratorStage.process flips (see unmirror)
+        image = unmirror(image, mirror)
+        check = getattr(self.inner.pose, "check_frame", None)
+        if check is not None:  # a cheap per-frame check: on this (the caller's) thread, in parallel
+            check(image)
+        return unmirror(self._submit("image", image, on_posed), mirror)
 
     def generate_from_pose(self, result: PoseResult, on_posed: Callable[[], None] | None = None) -> np.ndarray:
         return self._submit("pose", result, on_posed)
@@ -122,6 +129,8 @@ class BatchingStage:
     def _pose_loop(self) -> None:
         from ..pose.render import render_pose
 
+        # frames were checked on their caller's thread already (process)
+        pose_image = getattr(self.inner.pose, "pose_image_unchecked", self.inner.pose.pose_image)
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: bool(self._waiting) or self._closed)
@@ -131,8 +140,9 @@ class BatchingStage:
             start = time.perf_counter()
             failure: Exception | None = None
             try:  # a failing pose (one client's frame) fails only that frame
-                frame.pose = (self.inner.pose.pose_image(frame.payload) if frame.kind == "image"
-                              else render_pose(frame.payload, self.inner.pose_style, None))
+                with frame_context(frame.context):  # which client: the tracker's stream, view
+                    frame.pose = (pose_image(frame.payload) if frame.kind == "image"
+                                  else render_pose(frame.payload, self.inner.pose_style, None))
             except Exception as exc:
                 failure = exc
             end = time.perf_counter()
@@ -142,6 +152,10 @@ class BatchingStage:
                 frame.on_posed()
             if failure is not None:
                 frame.done.set_exception(failure)
+                continue
+            if frame.context.view == "pose":  # the client asked for the pose image itself
+                self.inner.last_pose = frame.pose
+                frame.done.set_result(frame.pose)
                 continue
             with self._posed_cond:
                 self._posed.append(frame)

@@ -3,12 +3,17 @@
 Per frame, on the pipeline worker thread:
 
 1. **pose image** from the card's (or ``--pose``) pose source: ``image`` (the frame is the
-   pose image, e.g. rendered by the client), ``densepose`` (the DensePose stage renders the
-   person in the card's ``pose_style``), or ``keypoints`` (a keypoint message, rendered by
-   :mod:`bridge.pose.keypoints`; see :meth:`GeneratorStage.generate_from_pose`);
+   pose image, e.g. rendered by the client; checked cheaply to look like one of the card's
+   style, else ``not_a_pose_image``), ``densepose`` (the DensePose stage renders the person in
+   the card's ``pose_style``), or ``keypoints`` (a keypoint message, rendered by
+   :mod:`bridge.pose.keypoints`, see :meth:`GeneratorStage.generate_from_pose`; a camera frame
+   is posed by the body tracker first, :mod:`bridge.pose.camera`, then drawn the same way);
 2. **framing** to the training aspect (``squash`` / ``center-crop`` / ``letterbox``);
 3. **the reference path**: PIL bicubic squash, [-1, 1], the network, truncating uint8, RGB;
 4. **mapping back** to the client's frame size (``inverse`` or ``stretch``).
+
+A client whose view is ``pose`` (``/pose2person/view``, read from
+:func:`bridge.util.frame_context.current_frame`) gets step 1's pose image back instead.
 
 The stage declares ``input_format = "RGB8"``, so the pipeline converts the client's pixels
 (BGRA from Processing, bottom-up float RGBA from TouchDesigner, ...) in one place
@@ -25,8 +30,9 @@ from typing import Protocol
 import numpy as np
 
 from ..cards import ModelCard
-from ..errors import BridgeError, ModelLoadError
+from ..errors import BridgeError, ClientError, ModelLoadError
 from ..pose.types import PoseResult
+from ..util.frame_context import current_frame
 from ..util.metrics import timed
 from .checkpoint import load_generator
 from .engine import GeneratorEngine
@@ -47,6 +53,8 @@ class GeneratorOptions:
     pose: str | None = None
     seed: int = 0
     warm_up: bool = True
+    tracker_threads: int = 1  # TFLite threads of the camera tracker (1 measured best on 2 cores)
+    check_pose_images: bool = True  # image pose source: refuse frames that are not pose images
 
 
 class PoseSource(Protocol):
@@ -58,11 +66,31 @@ class PoseSource(Protocol):
 
 
 class ImagePose:
-    """The frame is the pose image already (a client rendered it)."""
+    """The frame is the pose image already (a client rendered it); a frame that does not look like
+    one of ``style`` (a camera picture, a pose of nobody) is refused with ``not_a_pose_image``
+    rather than turned into confident nonsense (:mod:`bridge.pose.check`)."""
 
     name = "image"
 
+    def __init__(self, style: str = "dp_segm", check: bool = True) -> None:
+        self.style, self.check = style, check
+
     def pose_image(self, rgb: np.ndarray) -> np.ndarray:
+        self.check_frame(rgb)
+        return rgb
+
+    def check_frame(self, rgb: np.ndarray) -> None:
+        """Raise ``not_a_pose_image`` unless ``rgb`` looks like a pose image of the card's style.
+        The two-thread stage calls this on the caller's thread (the pose thread is serial)."""
+        if self.check:
+            from ..pose.check import NOT_A_POSE_IMAGE, pose_image_problem
+
+            problem = pose_image_problem(rgb, self.style)
+            if problem is not None:
+                raise ClientError(NOT_A_POSE_IMAGE, problem, current_frame().frame_id)
+
+    @staticmethod
+    def pose_image_unchecked(rgb: np.ndarray) -> np.ndarray:
         return rgb
 
 
@@ -89,12 +117,41 @@ class DensePosePose:
 
 
 class KeypointPose:
-    """Frames carry no pose for keypoint models; poses arrive as keypoint messages instead."""
+    """Keypoint models: poses arrive as keypoint messages, and camera frames are posed by the body
+    tracker (per client, :class:`bridge.pose.camera.CameraPoser`) and drawn the same way.
+
+    ``poser`` None means the tracker cannot run here; ``unavailable`` says why, and camera frames
+    are answered with ``tracker_unavailable`` (never taken as pose images)."""
 
     name = "keypoints"
 
+    def __init__(self, style: str, poser: object | None, unavailable: str = "") -> None:
+        self.style, self.poser, self.unavailable = style, poser, unavailable
+        self.last_keypoints: object | None = None  # the last camera frame's KeypointFrame, for tests
+
     def pose_image(self, rgb: np.ndarray) -> np.ndarray:
-        return rgb  # an image sent to a keypoint model is taken as a rendered pose image
+        from ..pose.camera import NoPerson
+        from ..pose.keypoints import keypoints_to_pose
+        from ..pose.render import render_pose
+
+        ctx = current_frame()
+        if self.poser is None:
+            raise ClientError("tracker_unavailable", self.unavailable or "the body tracker is not loaded", ctx.frame_id)
+        frame = self.poser.keypoints(rgb, ctx.stream, ctx.frame_id)  # type: ignore[attr-defined]
+        self.last_keypoints = frame
+        result = keypoints_to_pose(frame)
+        if result.empty:
+            raise NoPerson(ctx.frame_id)
+        return render_pose(result, self.style, None)
+
+
+def unmirror(image: np.ndarray, mirrored: bool) -> np.ndarray:
+    """A mirrored client's picture flipped back to an ordinary camera view (and an answer made in
+    that view flipped to line up with the client's mirrored picture): the pose sources, their
+    drawing and the generator were all made for ordinary camera pictures, in which the person's
+    left is on the image's right. Without the flip a mirrored person looks like one seen from
+    behind. ``image`` itself when not mirrored."""
+    return np.ascontiguousarray(image[:, ::-1]) if mirrored else image
 
 
 class GeneratorStage:
@@ -142,9 +199,10 @@ class GeneratorStage:
             return [map_output(to_uint8(yi), fmap, self.contract) for yi, (_, fmap) in zip(y, prepared)]
 
     def process(self, image: np.ndarray, fmt: str) -> np.ndarray:
+        mirror = current_frame().mirror
         with timed("pose"):
-            pose = self.pose.pose_image(image)
-        return self.generate(pose)
+            pose = self.pose.pose_image(unmirror(image, mirror))
+        return unmirror(self.finish(pose), mirror)
 
     def generate_from_pose(self, result: PoseResult) -> np.ndarray:
         """Render ``result`` in the card's style (on the style's own background), then generate."""
@@ -152,7 +210,15 @@ class GeneratorStage:
 
         with timed("pose"):
             pose = render_pose(result, self.pose_style, None)
-        return self.generate(pose)
+        return self.finish(pose)
+
+    def finish(self, pose_rgb: np.ndarray) -> np.ndarray:
+        """The frame's answer from its pose image: the generated picture, or the pose image itself
+        for a client whose view is ``pose``."""
+        if current_frame().view == "pose":
+            self.last_pose = pose_rgb
+            return pose_rgb
+        return self.generate(pose_rgb)
 
     def warm_up(self) -> None:
         w, h = model_input_size(self.contract.load_size, self.contract.load_size, self.contract)
@@ -188,7 +254,7 @@ def spec_from_card(card: ModelCard) -> GeneratorSpec | None:
 
 
 def make_generator_stage(card: ModelCard, options: GeneratorOptions, densepose_card: ModelCard | None = None,
-                         ) -> GeneratorStage:
+                         tracker_card: ModelCard | None = None) -> GeneratorStage:
     """Load ``card``'s weights safely and build its stage (warmed up unless told otherwise)."""
     from .checkpoint import parse_train_opt
 
@@ -203,9 +269,10 @@ def make_generator_stage(card: ModelCard, options: GeneratorOptions, densepose_c
     pose_name = options.pose or card.input.pose_source
     pose: PoseSource
     if pose_name == "image":
-        pose = ImagePose()
+        pose = ImagePose(card.input.pose_style, check=options.check_pose_images)
     elif pose_name == "keypoints":
-        pose = KeypointPose()
+        poser, why = _camera_poser(tracker_card, options.tracker_threads)
+        pose = KeypointPose(card.input.pose_style, poser, why)
     elif pose_name == "densepose":
         pose = DensePosePose(_densepose_predictor(densepose_card, options.device), card.input.pose_style)
     else:
@@ -215,6 +282,21 @@ def make_generator_stage(card: ModelCard, options: GeneratorOptions, densepose_c
         stage.warm_up()
     log.info("model %s", stage.describe())
     return stage
+
+
+def _camera_poser(card: ModelCard | None, threads: int) -> tuple[object | None, str]:
+    """The body tracker for camera frames, or (None, why it cannot run). Never raises: a keypoint
+    model still serves keypoint messages without it."""
+    if card is None:
+        return None, "the camera tracker's card models/blazepose is missing"
+    try:
+        from ..pose.camera import CameraPoser, shared_tracker_models
+
+        table = card.extra.get("tracker")
+        return CameraPoser(shared_tracker_models(card.folder, table if isinstance(table, dict) else {}, threads)), ""
+    except BridgeError as exc:
+        log.warning("camera frames for keypoint models cannot be posed: %s", exc)
+        return None, str(exc)
 
 
 def _densepose_predictor(card: ModelCard | None, device: str) -> object:

@@ -6,10 +6,9 @@ render style), so a model trained on keypoint renders sees the same kind of pict
 
 * One :class:`~bridge.pose.tracker.tracker.BodyTracker` per stream (a client, or a client's shm
   channel), kept in a bounded least-recently-used table; a new frame size starts it afresh.
-* ``mirror``: the client shows its camera mirrored (as every sketch does). The frame is flipped
-  back before tracking, and the landmarks flipped again afterwards, so the pose lines up with the
-  mirrored picture while the person's left stays their left (a mirrored body would otherwise be
-  drawn with left and right swapped).
+* Mirrored cameras are handled one level up (:class:`bridge.generator.stage.GeneratorStage`): the
+  frame is flipped back before it is posed and the answer flipped again, so the tracker, the
+  drawing and the generator all see an ordinary camera picture.
 * Nobody found: :class:`NoPerson` (code ``no_person``), which the daemon answers with the client's
   safe picture and a ``/frame/safe`` notice, never with a generated picture of an empty pose.
 
@@ -21,18 +20,39 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Hashable
+from pathlib import Path
+from typing import Any, Hashable, Mapping
 
 import numpy as np
 
 from ..errors import ClientError
 from .keypoints import KeypointFrame
-from .tracker.loader import TrackerModels
+from .tracker.loader import TrackerModels, load_tracker_models
 from .tracker.tracker import BodyTracker
+from .tracker.weights import parse_pins
 
 MAX_STREAMS = 64
 LAYOUT = "mediapipe33"
 NO_PERSON = "no_person"
+
+
+_shared: dict[tuple[str, int], TrackerModels] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_tracker_models(folder: Path, tracker_table: Mapping[str, Any], threads: int = 1) -> TrackerModels:
+    """The tracker's models from its card's ``folder`` and ``[tracker]`` table, loaded once per
+    process and shared by every model that poses camera frames (hot swaps do not reload them).
+
+    Raises :class:`~bridge.errors.ModelLoadError` (runtime or files missing, a pin mismatch)."""
+    key = (str(Path(folder).resolve()), threads)
+    with _shared_lock:
+        models = _shared.get(key)
+        if models is None:
+            pins = parse_pins(tracker_table, f"{folder}/card.toml [tracker]")
+            models = load_tracker_models(Path(folder), pins, threads)
+            _shared[key] = models
+        return models
 
 
 class NoPerson(ClientError):
@@ -41,13 +61,6 @@ class NoPerson(ClientError):
     def __init__(self, frame_id: int = -1) -> None:
         super().__init__(NO_PERSON, "nobody in the picture: the body tracker found no person "
                                     "(stand in front of the camera, whole upper body in view, enough light)", frame_id)
-
-
-def mirror_frame(people: np.ndarray, width: int) -> np.ndarray:
-    """Keypoints ``(P, J, 3)`` in pixels of a flipped frame -> the same joints in the unflipped frame."""
-    out = people.copy()
-    out[..., 0] = width - out[..., 0]
-    return out
 
 
 class CameraPoser:
@@ -79,14 +92,13 @@ class CameraPoser:
     def streams(self) -> int:
         return len(self._trackers)
 
-    def keypoints(self, rgb: np.ndarray, stream: Hashable = None, mirror: bool = False,
-                  frame_id: int = 0) -> KeypointFrame:
+    def keypoints(self, rgb: np.ndarray, stream: Hashable = None, frame_id: int = 0) -> KeypointFrame:
         """The people in an RGB uint8 frame (possibly none), in the frame's pixels."""
         h, w = rgb.shape[:2]
-        tracker = self._tracker(stream, (w, h))
-        view = np.ascontiguousarray(rgb[:, ::-1]) if mirror else rgb
-        people = tracker.update(view)
+        # No stream (offline runs, a Ray replica): no identity to follow, so look at every frame
+        # afresh rather than carry one client's region into another's frame.
+        tracker = self.models.new_tracker(max_people=self.max_people, static=True) if stream is None \
+            else self._tracker(stream, (w, h))
+        people = tracker.update(rgb)
         pts = np.stack([p.pixels(w, h) for p in people]) if people else np.zeros((0, 33, 3), np.float32)
-        if mirror and len(pts):
-            pts = mirror_frame(pts, w)
         return KeypointFrame(LAYOUT, int(frame_id), int(w), int(h), pts.astype(np.float32), False)

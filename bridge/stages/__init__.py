@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..cards import ModelCard, default_model_dirs, find_card, find_cards
+from ..cards import SERVABLE_KINDS, ModelCard, default_model_dirs, find_card, find_cards
 from ..config import PipelineConfig
 from ..errors import ModelLoadError
 
@@ -72,7 +72,31 @@ class Catalog:
 
     def available(self) -> list[str]:
         """Built-in names, then servable cards (generators and DensePose), in that order."""
-        return list(REGISTRY) + [n for n in sorted(self.cards()) if n not in REGISTRY]
+        return list(REGISTRY) + [n for n, c in sorted(self.cards().items())
+                                 if n not in REGISTRY and c.kind in SERVABLE_KINDS]
+
+    def states(self) -> dict[str, str]:
+        """Every servable name -> ``"ready"`` or why it cannot run now, in :meth:`available` order.
+
+        Cheap (file existence only, no hashing): what a client's model menu needs. A card is not
+        ready when its weights file is missing, or when its pose source needs a DensePose card
+        whose weights are missing. (A keypoint model is ready without the camera tracker: it
+        still serves keypoint messages; camera frames then get ``tracker_unavailable``.)
+        """
+        cards = self.cards()
+        out: dict[str, str] = {name: "ready" for name in REGISTRY}
+        for name, card in sorted(cards.items()):
+            if name in REGISTRY or card.kind not in SERVABLE_KINDS:
+                continue
+            out[name] = _card_state(card, self, cards)
+        return out
+
+    def runnable(self, active: str | None = None) -> list[str]:
+        """The names a menu should offer: ready models, with ``active`` (already running) included."""
+        names = [n for n, state in self.states().items() if state == "ready"]
+        if active and split_name(active)[0] not in names:
+            names.append(active)
+        return names
 
     def card(self, name: str) -> ModelCard | None:
         return None if name in REGISTRY else find_card(name, self.dirs)
@@ -82,8 +106,12 @@ class Catalog:
         name, _ = split_name(spec)
         if name in REGISTRY:
             return
-        if self.card(name) is None:
+        card = self.card(name)
+        if card is None:
             raise ModelLoadError(f"unknown model {spec!r}; available: {', '.join(self.available())}")
+        if card.kind not in SERVABLE_KINDS:
+            raise ModelLoadError(f"{name!r} is the camera tracker's card, not a model to serve; "
+                                 f"available: {', '.join(self.available())}")
 
     def load(self, spec: str) -> Stage:
         """Build the stage for ``spec``; raise ModelLoadError. Runs on the loader thread."""
@@ -103,6 +131,25 @@ class Catalog:
             raise ModelLoadError(f"model {spec!r} failed to load: {type(exc).__name__}: {exc}") from exc
 
 
+def _card_state(card: ModelCard, catalog: Catalog, cards: dict[str, ModelCard]) -> str:
+    try:
+        if not card.weights_path().is_file():
+            return "weights missing"
+    except ModelLoadError:
+        return "no weights"
+    pose = catalog.config.pose or card.input.pose_source
+    if card.kind == "generator" and pose == "densepose":
+        dp = cards.get(catalog.config.densepose_model)
+        if dp is None:
+            return f"pose source densepose: no card {catalog.config.densepose_model}"
+        try:
+            if not dp.weights_path().is_file():
+                return f"pose source densepose: {dp.name} weights missing"
+        except ModelLoadError:
+            return f"pose source densepose: {dp.name} names no weights"
+    return "ready"
+
+
 def _load_card_stage(card: ModelCard, catalog: Catalog) -> Stage:
     cfg = catalog.config
     if cfg.threads:
@@ -119,7 +166,15 @@ def _load_card_stage(card: ModelCard, catalog: Catalog) -> Stage:
                                pose=cfg.pose, warm_up=cfg.warm_up)
     pose = cfg.pose or card.input.pose_source
     dp_card = catalog.card(cfg.densepose_model) if pose == "densepose" else None
-    return make_generator_stage(card, options, dp_card)
+    tracker_card = _tracker_card(catalog) if pose == "keypoints" else None
+    return make_generator_stage(card, options, dp_card, tracker_card)
+
+
+def _tracker_card(catalog: Catalog) -> ModelCard | None:
+    from ..pose.tracker.weights import TRACKER_CARD
+
+    card = find_card(TRACKER_CARD, catalog.dirs)
+    return card if card is not None and card.kind == "tracker" else None
 
 
 _default = Catalog()

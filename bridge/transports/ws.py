@@ -143,7 +143,8 @@ class WebRoutes:
         resident = getattr(self._pipeline, "resident_models", None)
         state.update({
             "model": self._pipeline.model_name,
-            "models": catalog.available() if catalog is not None else stages.available(),
+            "models": (catalog or stages.Catalog()).runnable(self._pipeline.model_name),
+            "model_states": (catalog or stages.Catalog()).states(),
             "loaded": resident() if resident is not None else [self._pipeline.model_name],
             "totals": {"fps": round(s.fps, 2), "mean_latency_ms": round(s.mean_latency_ms, 3),
                        "p95_latency_ms": round(s.p95_latency_ms, 3), "received": s.received,
