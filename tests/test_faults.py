@@ -34,6 +34,7 @@ from bridge.client import BridgeClient, RemoteError
 from bridge.osc import OscMessage
 
 from conftest import REPO, RunningBridge, start_bridge
+from pose_frames import pose_picture_bgra
 
 P = "/pose2person"
 
@@ -322,8 +323,9 @@ def test_a_checkpoint_gone_while_loading_keeps_the_old_model(tmp_path: Path, tin
             subprocess.run(["cp", str(next((tiny_card / "tiny").glob("*.pth"))), str(weights)], check=True)
             assert client.set_model("tiny", timeout=120) == "tiny"
             session = client.open_shm("gen", 16, 12, "BGRA8")
-            pixels, _ = client.process_shm(session, np.full((12, 16, 4), 128, np.uint8), 1, timeout=60)
-            assert pixels.shape == (12, 16, 4)
+            pose = pose_picture_bgra(12, 16, 1)  # the card takes pose images (pose source image)
+            pixels, _ = client.process_shm(session, pose, 1, timeout=60)
+            assert pixels.shape == (12, 16, 4) and client.safe_notice(1) is None
             client.close_shm(session)
         assert "Traceback" not in daemon.log_text()
     finally:
