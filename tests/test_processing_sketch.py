@@ -16,6 +16,7 @@ import pytest
 from bridge.shm import ChannelFile
 from clienttools import processing_core_jar
 from conftest import REPO, require_tool, start_bridge
+from tracker_fixtures import ensure_tracker_files
 
 pytestmark = pytest.mark.external
 
@@ -82,9 +83,9 @@ public class Capture extends processing.core.PImage {
 """
 
 
-def test_pde_tab_compiles_as_a_papplet(tmp_path: Path) -> None:
-    """Processing wraps a .pde tab in ``public class Name extends PApplet``: do the same and compile."""
-    core_jar = processing_core_jar()
+def compile_sketch(core_jar: Path, tmp_path: Path, *extra: Path) -> Path:
+    """Processing wraps a .pde tab in ``public class Name extends PApplet``: do the same and compile
+    it with the Java tab (and ``extra`` sources); returns the classes folder."""
     pde = (SKETCH / "Pose2Person.pde").read_text()
     imports = [ln for ln in pde.splitlines() if ln.startswith("import ")]
     body = "\n".join(ln for ln in pde.splitlines() if not ln.startswith("import "))
@@ -98,6 +99,53 @@ def test_pde_tab_compiles_as_a_papplet(tmp_path: Path) -> None:
     classes.mkdir()
     proc = subprocess.run([require_tool("javac"), "-encoding", "UTF-8", "-cp", str(core_jar), "-d", str(classes),
                            str(src / "Pose2Person.java"), str(src / "processing" / "video" / "Capture.java"),
-                           str(SKETCH / "Pose2PersonBridge.java")], capture_output=True, text=True, timeout=120)
+                           str(SKETCH / "Pose2PersonBridge.java"), *map(str, extra)],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (classes / "Pose2Person.class").is_file()
+    return classes
+
+
+def test_pde_tab_compiles_as_a_papplet(tmp_path: Path) -> None:
+    compile_sketch(processing_core_jar(), tmp_path)
+    assert "POSE_MODEL" not in (SKETCH / "Pose2Person.pde").read_text()  # P no longer switches the bridge's model
+
+
+def test_sketch_on_the_default_model_says_nobody_is_in_front_of_the_camera(tmp_path: Path) -> None:
+    """Issue 14: a camera frame with nobody in it, sent to ``puppet`` (the camera tracker's model),
+    comes back as a safe picture with /frame/safe no_person; the Java tab and the compiled sketch's
+    own reply handling turn it into "nobody in front of the camera". The sketch tells the bridge its
+    camera is mirrored, P switches only this client's view, and M cycles back to the active model."""
+    ensure_tracker_files()
+    core_jar = processing_core_jar()
+    java = require_tool("java")
+    classes = compile_sketch(core_jar, tmp_path, REPO / "tests" / "java" / "ProcessingRoundTrip.java",
+                             REPO / "tests" / "java" / "SketchOnPuppet.java")
+    bridge = start_bridge(tmp_path, "--model", "puppet", timeout=90)
+    cp = f"{core_jar}:{classes}"
+    try:
+        proc = subprocess.run([java, "-Djava.awt.headless=true", "-cp", cp, "ProcessingRoundTrip",
+                               str(bridge.osc_port), str(bridge.root), "puppet"],
+                              capture_output=True, text=True, timeout=120)
+        out = proc.stdout
+        assert proc.returncode == 0, out + proc.stderr
+        assert "MIRROR 1" in out
+        assert re.search(r"^SAFE 21 last no_person: ", out, re.M), out
+        assert "SHOWN nobody in front of the camera" in out and "READY 21" in out
+        cycle = re.search(r"^CYCLE (.*)$", out, re.M).group(1).split(" -> ")  # type: ignore[union-attr]
+        assert cycle[0] == cycle[-1] == "puppet" and len(cycle) >= 2, cycle
+
+        proc = subprocess.run([java, "-Djava.awt.headless=true", "-cp", cp, "SketchOnPuppet", str(bridge.osc_port)],
+                              capture_output=True, text=True, timeout=120)
+        out = proc.stdout
+        assert proc.returncode == 0, out + proc.stderr
+        assert "CONNECTED true" in out, out
+        assert re.search(r"^ANSWERED true safe id (\d+) sent \1$", out, re.M), out
+        assert "SAFE NOTE nobody in front of the camera" in out, out
+        assert re.search(r"^ERROR NOTE $", out, re.M), out
+        assert "VIEW pose true" in out and "VIEW person false" in out, out
+        assert re.search(r"^MODEL puppet NEXT \S+ LIST .*\bpuppet\b", out, re.M), out
+        log = bridge.log_text()
+        assert bridge.alive() and "Traceback" not in log
+    finally:
+        bridge.stop()

@@ -2,6 +2,10 @@
 // shared memory and through file paths, using the sketch's Pose2PersonBridge tab unchanged.
 // Usage: java -Djava.awt.headless=true -cp core.jar:classes ProcessingRoundTrip PORT ROOT [discover]
 // Prints one line per check; exits 0 when every pixel is right.
+//
+// With a bridge serving the camera tracker's model "puppet": ProcessingRoundTrip PORT ROOT puppet
+// sends what the sketch sends after connecting (/mirror 1), then a 640x480 camera frame with
+// nobody in it, and prints the /frame/safe notice, its plain words and the M key's model cycle.
 import java.io.File;
 import java.net.InetSocketAddress;
 import processing.core.PImage;
@@ -29,7 +33,52 @@ public class ProcessingRoundTrip {
     return bad;
   }
 
+  static void puppet(int port) throws Exception {
+    Pose2PersonBridge bridge = new Pose2PersonBridge("127.0.0.1", port);
+    String P = Pose2PersonBridge.P;
+    bridge.send(P + "/mirror", 1);
+    Pose2PersonBridge.Message mirror = bridge.waitFor(P + "/mirror", 5000);
+    System.out.println("MIRROR " + (mirror == null ? "none" : mirror.i(0)));
+
+    // An empty grey room, mirrored as the sketch sends its camera: nobody in front of the camera.
+    int w = 640, h = 480;
+    PImage camera = new PImage(w, h, PImage.RGB);
+    camera.loadPixels();
+    for (int k = 0; k < w * h; k++) camera.pixels[k] = 0xff000000 | ((70 + k % w / 16) * 0x010101);
+    Pose2PersonBridge.mirror(camera.pixels, w, h);
+    camera.updatePixels();
+    Pose2PersonBridge.Channel channel = bridge.openShm("processing", w, h, 5000);
+    bridge.sendShm(channel, camera.pixels, 21);
+    Pose2PersonBridge.Message safe = bridge.waitFor(P + "/frame/safe", 60000);
+    Pose2PersonBridge.Message ready = bridge.waitFor(P + "/frame/ready", 10000);
+    if (safe != null) {
+      System.out.println("SAFE " + safe.i(0) + " " + safe.s(1) + " " + safe.s(2));
+      System.out.println("SHOWN " + Pose2PersonBridge.explainSafe(safe.s(2)));
+    } else {
+      System.out.println("SAFE none");
+    }
+    System.out.println("READY " + (ready == null ? "none" : ready.i(1)));
+
+    // The M key: the list holds the active model, so pressing M as often as the list is long comes back.
+    bridge.send(P + "/model");
+    Pose2PersonBridge.Message active = bridge.waitFor(P + "/model/changed", 5000);
+    bridge.send(P + "/models");
+    Pose2PersonBridge.Message list = bridge.waitFor(P + "/models/list", 5000);
+    String[] models = new String[list == null ? 0 : list.args.length];
+    for (int k = 0; k < models.length; k++) models[k] = list.s(k);
+    String start = active == null ? "?" : active.s(0), m = start;
+    StringBuilder cycle = new StringBuilder(start);
+    for (int k = 0; k < models.length; k++) {
+      m = Pose2PersonBridge.nextModel(models, m);
+      cycle.append(" -> ").append(m);
+    }
+    System.out.println("CYCLE " + cycle);
+    bridge.close();
+    System.exit(safe != null && ready != null && m.equals(start) ? 0 : 1);
+  }
+
   public static void main(String[] args) throws Exception {
+    if (args.length > 2 && args[2].equals("puppet")) puppet(Integer.parseInt(args[0]));
     int port = Integer.parseInt(args[0]);
     File root = new File(args[1]);
     PImage camera = new PImage(W, H, PImage.RGB);

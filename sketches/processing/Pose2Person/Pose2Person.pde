@@ -1,12 +1,15 @@
 // Pose2Person: the webcam goes to a pose2person bridge, the generated person comes back and is
 // drawn beside it, with fps and latency. Processing 4 (Java mode) + the Video library.
+// The camera is shown mirrored, like a mirror, and sent that way; the bridge is told (/mirror 1),
+// so the figure lines up with the picture and the person's right arm moves the figure's right arm.
 //
 // Frames travel through shared memory (the bridge's mapped files; BGRA8 is exactly pixels[]),
 // or through PNG files when shared memory is not available. All the OSC, shared-memory and
 // discovery code is in the Pose2PersonBridge tab (plain Java, no library to install).
 //
-// Keys: M = next model, P = show the pose image (switches the bridge to POSE_MODEL and back),
-//       T = shared memory <-> file paths, D = look for the bridge again, SPACE = pause.
+// Keys: M = next model, P = pose view (the right picture shows the pose image the generator gets;
+//       for this sketch only), T = shared memory <-> file paths, D = look for the bridge again,
+//       SPACE = pause. Safe pictures ("nobody in front of the camera") and errors are shown in words.
 // Written in strict Java (explicit `public`, `1.0f` floats) so that the tests can compile it.
 
 import processing.video.*;
@@ -17,7 +20,7 @@ import java.net.InetSocketAddress;
 String BRIDGE_HOST = "";          // "" = find a bridge on the network (mDNS); else e.g. "127.0.0.1"
 int BRIDGE_PORT = 9400;           // the bridge's OSC port, used with BRIDGE_HOST
 boolean USE_SHM = true;           // false = file-path frames (PNG files in the bridge's allowed root)
-String POSE_MODEL = "";           // the model whose output is the pose image (key P); "" = the first densepose_* model
+boolean MIRROR = true;            // show and send the camera mirrored (the bridge is told: /pose2person/mirror 1)
 int W = 640;                      // the frame size sent to the bridge
 int H = 480;
 int STALL_MS = 1000;              // a frame unanswered this long is given up
@@ -31,8 +34,11 @@ PImage generated;
 File pathIn, pathOut;
 String[] models = new String[0];
 String model = "?";
-String modelBeforePose = null;
-String note = "";
+boolean poseView = false;         // key P: frames come back as the pose image instead of the person
+String view = "person";           // what the bridge says it sends back (/pose2person/view reply)
+String note = "";                 // the last error, in plain words
+String safeNote = "";             // why the newest picture is a safe one ("nobody in front of the camera")
+int safeId = -1;
 int nextId = 1;
 int inFlight = -1;
 int sentAt = 0;
@@ -85,6 +91,8 @@ void connect() {
     if (bridge != null) bridge.close();
     bridge = new Pose2PersonBridge(host, port);
     openTransport();
+    bridge.send(Pose2PersonBridge.P + "/mirror", MIRROR ? 1 : 0);
+    bridge.send(Pose2PersonBridge.P + "/view", poseView ? "pose" : "person");
     bridge.send(Pose2PersonBridge.P + "/models");
     bridge.send(Pose2PersonBridge.P + "/model");
   } catch (Exception e) {
@@ -117,6 +125,15 @@ public void draw() {
   if (!paused && bridge != null && (inFlight < 0 || millis() - sentAt > STALL_MS)) sendFrame();
   image(camFrame, 0, 0);
   image(generated, W, 0);
+  if (safeNote.length() > 0) {
+    // On the picture itself, so the person in front of the camera reads it.
+    noStroke();
+    fill(0, 170);
+    rect(W, H - 44, W, 44);
+    fill(255);
+    textSize(20);
+    text(safeNote, W + 12, H - 15);
+  }
   drawStatus();
 }
 
@@ -125,6 +142,11 @@ void grabFrame() {
     if (cam.available()) {
       cam.read();
       camFrame.copy(cam, 0, 0, cam.width, cam.height, 0, 0, W, H);
+      if (MIRROR) {
+        camFrame.loadPixels();
+        Pose2PersonBridge.mirror(camFrame.pixels, W, H);  // shown and sent mirrored, like a mirror
+        camFrame.updatePixels();
+      }
     }
     return;
   }
@@ -164,11 +186,18 @@ void handleReplies() {
   Pose2PersonBridge.Message m;
   while ((m = bridge.poll()) != null) {
     String a = m.address.substring(Pose2PersonBridge.P.length());
-    if (a.equals("/frame/ready") && m.i(1) == inFlight) {
+    if (a.equals("/frame/safe")) {
+      // Arrives just before the frame's reply: the picture is a safe one (the last good picture,
+      // or the camera's), not the model's. With nobody in view the reason starts "no_person:".
+      safeId = m.i(0);
+      safeNote = Pose2PersonBridge.explainSafe(m.s(2));
+    } else if (a.equals("/frame/ready") && m.i(1) == inFlight) {
+      if (m.i(1) != safeId) safeNote = "";
       generated.loadPixels();
       if (channel != null && channel.read(m.i(1), generated.pixels)) generated.updatePixels();
       frameDone(m.f(2));
     } else if (a.equals("/frame/done") && m.i(0) == inFlight) {
+      if (m.i(0) != safeId) safeNote = "";
       generated.loadPixels();
       if (Pose2PersonBridge.readPath(m.s(1), generated.pixels, W, H)) generated.updatePixels();
       frameDone(m.f(4));
@@ -179,8 +208,12 @@ void handleReplies() {
       for (int k = 0; k < m.args.length; k++) models[k] = m.s(k);
     } else if (a.equals("/model/changed") || a.equals("/model/ready")) {
       model = m.s(0);
+      note = "";
+      if (a.equals("/model/ready")) bridge.send(Pose2PersonBridge.P + "/models");  // what can run may change
+    } else if (a.equals("/view")) {
+      view = m.s(0);
     } else if (a.equals("/error")) {
-      note = m.s(1) + ": " + m.s(2);
+      note = Pose2PersonBridge.explain(m.s(1), m.s(2));
       if (m.i(0) == inFlight) inFlight = -1;
     }
   }
@@ -202,7 +235,7 @@ void drawStatus() {
   fill(230);
   textSize(14);
   String transport = channel != null ? "shared memory" : "file paths";
-  text("model " + model + "   " + nf(fps, 0, 1) + " fps   round trip " + nf(latencyMs, 0, 1) + " ms (bridge "
+  text("model " + model + (view.equals("pose") ? " (pose view)" : "") + "   " + nf(fps, 0, 1) + " fps   round trip " + nf(latencyMs, 0, 1) + " ms (bridge "
        + nf(bridgeMs, 0, 1) + " ms)   dropped " + dropped + "   " + transport + (paused ? "   PAUSED" : ""), 10, H + 22);
   fill(255, 140, 140);
   text(note, 10, H + 44);
@@ -210,27 +243,12 @@ void drawStatus() {
 
 public void keyPressed() {
   if (key == 'm' || key == 'M') {
-    if (models.length > 0) {
-      int k = 0;
-      for (int i = 0; i < models.length; i++) if (models[i].equals(model)) k = i + 1;
-      bridge.send(Pose2PersonBridge.P + "/model", models[k % models.length]);
-    }
+    // The list holds only models that can run now, the active one included: M comes back to it.
+    if (bridge != null && models.length > 0) bridge.send(Pose2PersonBridge.P + "/model", Pose2PersonBridge.nextModel(models, model));
   } else if (key == 'p' || key == 'P') {
-    if (modelBeforePose == null) {
-      String poseModel = POSE_MODEL;
-      for (int i = 0; i < models.length && poseModel.length() == 0; i++) {
-        if (models[i].startsWith("densepose")) poseModel = models[i];
-      }
-      if (poseModel.length() == 0) {
-        note = "no pose model on this bridge (set POSE_MODEL)";
-        return;
-      }
-      modelBeforePose = model;
-      bridge.send(Pose2PersonBridge.P + "/model", poseModel);
-    } else {
-      bridge.send(Pose2PersonBridge.P + "/model", modelBeforePose);
-      modelBeforePose = null;
-    }
+    // For this sketch only: the bridge keeps its model; this client's frames come back as the pose image.
+    poseView = !poseView;
+    if (bridge != null) bridge.send(Pose2PersonBridge.P + "/view", poseView ? "pose" : "person");
   } else if (key == 't' || key == 'T') {
     USE_SHM = !USE_SHM;
     openTransport();

@@ -151,6 +151,47 @@ public class Pose2PersonBridge {
     out.add(new Message(address, args.toArray()));
   }
 
+  // ---- plain words for the screen ------------------------------------------------------------
+  /** An error code (/pose2person/error i id s code s message) in words an audience understands. */
+  public static String explain(String code, String message) {
+    if (code.equals("no_person")) return "nobody in front of the camera";
+    if (code.equals("not_a_pose_image")) return "this model takes pose images, not camera pictures: press M for another model";
+    if (code.equals("tracker_unavailable")) return "the body tracker cannot run on this computer (see docs/TRACKER.md)";
+    if (code.equals("model_unavailable")) return "the model is loading, one moment";
+    if (code.equals("model_failed") || code.equals("model_stalled")) return "the model failed: the bridge is restarting it";
+    if (code.equals("send_failed")) return "cannot send to the bridge: " + message;
+    return code + ": " + message;
+  }
+
+  /** The reason of /pose2person/frame/safe i id s policy s reason ("no_person: ...") in plain words. */
+  public static String explainSafe(String reason) {
+    int colon = reason.indexOf(':');
+    String code = colon < 0 ? reason.trim() : reason.substring(0, colon).trim();
+    String rest = colon < 0 ? "" : reason.substring(colon + 1).trim();
+    return explain(code, rest);
+  }
+
+  /** The model after `active` in a /models/list reply, wrapping around: pressing M models.length
+   *  times comes back to the active model (the bridge always lists it); the first one when the
+   *  active model is not listed. */
+  public static String nextModel(String[] models, String active) {
+    if (models.length == 0) return active;
+    int k = 0;
+    for (int i = 0; i < models.length; i++) if (models[i].equals(active)) k = i + 1;
+    return models[k % models.length];
+  }
+
+  /** Mirror a picture left to right in place (width*height ints), as a mirror shows the person. */
+  public static void mirror(int[] pixels, int width, int height) {
+    for (int y = 0; y < height; y++) {
+      for (int a = y * width, b = a + width - 1; a < b; a++, b--) {
+        int t = pixels[a];
+        pixels[a] = pixels[b];
+        pixels[b] = t;
+      }
+    }
+  }
+
   // ---- connection --------------------------------------------------------------------------
   public final InetSocketAddress bridge;
   final DatagramSocket socket;
