@@ -198,3 +198,50 @@ def test_without_the_tracker_files_camera_frames_get_a_clear_error(tmp_path: Pat
             c.process_shm(session, np.zeros((240, 320, 4), np.uint8), 1)
         assert err.value.code == "tracker_unavailable"
         assert "pose2person models fetch blazepose" in err.value.message
+
+
+def test_send_counts_frames_without_a_person_as_failed(daemon: DaemonProcess, tmp_path: Path) -> None:
+    """``pose2person send`` with a photo of a person and an empty picture: one figure, one failure."""
+    person = tmp_path / "person.png"
+    cv2.imwrite(str(person), photo_frame()[..., :3])
+    empty = tmp_path / "empty.png"
+    cv2.imwrite(str(empty), np.full((480, 640, 3), 70, np.uint8))
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "bridge", "send", str(person), str(empty), "--to",
+                           f"127.0.0.1:{daemon.port}", "-o", str(out), "--no-progress", "--timeout", "60"],
+                          cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "2 frames, 1 failed" in done.stdout + done.stderr
+    assert "no_person" in done.stderr
+    figure = cv2.imread(str(out / "person.png"))
+    assert figure is not None and (figure.min(axis=2) > 200).mean() > 0.5  # the puppet on white
+
+
+def test_run_offline_tracks_a_video_and_poses_photos(tmp_path: Path) -> None:
+    """``pose2person run`` with the demo model: a video of the puppet is tracked frame to frame and
+    comes back as the puppet; an empty photo gets no picture and is counted."""
+    ensure_tracker_files()
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    writer = cv2.VideoWriter(str(inputs / "dance.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (512, 512))
+    frames = [puppet_camera(i) for i in range(4)]
+    for f in frames:
+        writer.write(np.ascontiguousarray(f[..., ::-1]))
+    writer.release()
+    cv2.imwrite(str(inputs / "empty.png"), np.full((240, 320, 3), 70, np.uint8))
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "bridge", "run", str(inputs), "-o", str(out), "--model", "puppet",
+                           "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr  # one frame without a picture
+    assert "4 frame(s)" in done.stdout and "1 frame(s) without a picture" in done.stdout
+    assert "empty.png frame 0: no_person" in done.stderr
+    cap = cv2.VideoCapture(str(out / "dance.mp4"))
+    got = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        got.append(bgr[..., ::-1])
+    assert len(got) == 4
+    scores = [psnr(g, f) for g, f in zip(got, frames)]
+    assert np.mean(scores) >= psnr(np.full_like(frames[0], 255), frames[0]) + 5.0, scores
