@@ -17,6 +17,7 @@ import pytest
 
 from clienttools import artifact, require_chromium, require_module, save_screenshot
 from conftest import RunningBridge, start_bridge
+from tracker_fixtures import ensure_tracker_files
 
 pytestmark = pytest.mark.external
 
@@ -110,3 +111,60 @@ def test_p5_page_and_monitor_in_chromium(web_bridge: RunningBridge, tmp_path: Pa
     assert not [line for line in console if "pageerror" in line], console
     assert web_bridge.alive()
     assert "Traceback" not in web_bridge.log_text()
+
+
+def test_p5_page_on_the_default_model_says_nobody_is_in_front_of_the_camera(tmp_path: Path) -> None:
+    """Issue 14: the page against ``puppet`` (camera frames go through the body tracker). Chromium's
+    fake camera shows no person, so every frame is answered with the safe picture and a
+    /frame/safe no_person notice, which the page writes on the picture in plain words. The page
+    tells the bridge its pictures are mirrored, P switches this client's view, M comes back."""
+    ensure_tracker_files()
+    chromium = require_chromium()
+    sync_api = require_module("playwright.sync_api", "pip install playwright; no browser download needed")
+    running = start_bridge(tmp_path, "--model", "puppet", http=True, timeout=90)
+    console: list[str] = []
+    try:
+        with sync_api.sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
+                viewport={"width": 1000, "height": 760})
+            try:
+                page = context.new_page()
+                page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+                page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+                page.goto(f"http://127.0.0.1:{running.http_port}/web/")
+                page.wait_for_function("window.p2p && p2p.model === 'puppet' && p2p.safe.length >= 2 && "
+                                       "p2p.received >= 2", timeout=60_000)
+                state = page.evaluate("({mirror: p2p.mirror, safe: p2p.safe, note: p2p.note, errors: p2p.errors,"
+                                      " models: p2p.models, received: p2p.received})")
+                assert state["mirror"] == 1, state  # the bridge confirmed /mirror 1
+                assert all(n["reason"].startswith("no_person:") and n["policy"] == "last" for n in state["safe"]), state
+                assert state["note"] == "nobody in front of the camera", state
+                assert state["errors"] == [], (state, console)
+                # The note is drawn on the generated picture: a dark band with light text at its bottom.
+                band = page.evaluate("""() => { const c = document.querySelector('main canvas');
+                    const d = c.getContext('2d').getImageData(320, 240 - 34, 320, 34).data; let light = 0;
+                    for (let i = 0; i < d.length; i += 4) if (d[i] > 200 && d[i + 1] > 200 && d[i + 2] > 200) light++;
+                    return light; }""")
+                assert band > 50, band
+                save_screenshot(page.screenshot(), "web-page-nobody.png")
+
+                # M: the list holds the active model, so as many presses as the list is long come back.
+                cycle = page.evaluate("""() => { let m = p2p.model; const seen = [m];
+                    for (let k = 0; k < p2p.models.length; k++) { m = P2P.nextModel(p2p.models, m); seen.push(m); }
+                    return seen; }""")
+                assert "puppet" in state["models"] and cycle[0] == cycle[-1] == "puppet", cycle
+
+                # P: pose view for this page only, and back.
+                page.keyboard.press("p")
+                page.wait_for_function("p2p.view === 'pose'", timeout=10_000)
+                page.keyboard.press("p")
+                page.wait_for_function("p2p.view === 'person'", timeout=10_000)
+                assert page.evaluate("p2p.model") == "puppet"
+            finally:
+                artifact("web-console-puppet.log").write_text("\n".join(console))
+                context.close()
+        assert not [line for line in console if "pageerror" in line], console
+        assert running.alive() and "Traceback" not in running.log_text()
+    finally:
+        running.stop()

@@ -169,7 +169,34 @@ const P2P = (() => {
     }
   }
 
-  return { Bridge, encodeOsc, decodeOsc, packFrame, parseFrame, isFrame, HEADER_BYTES, FORMATS };
+  // ---- plain words for the screen ---------------------------------------------------------
+  // An error code (/pose2person/error i id s code s message) in words an audience understands.
+  function explain(code, message) {
+    switch (code) {
+      case "no_person": return "nobody in front of the camera";
+      case "not_a_pose_image": return "this model takes pose images, not camera pictures: press M for another model";
+      case "tracker_unavailable": return "the body tracker cannot run on this computer (see docs/TRACKER.md)";
+      case "model_unavailable": return "the model is loading, one moment";
+      case "model_failed": case "model_stalled": return "the model failed: the bridge is restarting it";
+      default: return `${code}: ${message}`;
+    }
+  }
+
+  // The reason of /pose2person/frame/safe i id s policy s reason ("no_person: ...") in plain words.
+  function explainSafe(reason) {
+    const colon = reason.indexOf(":");
+    return colon < 0 ? explain(reason.trim(), "") : explain(reason.slice(0, colon).trim(), reason.slice(colon + 1).trim());
+  }
+
+  // The model after `active` in a /models/list reply, wrapping around. The bridge always lists the
+  // active model, so pressing M as often as the list is long comes back to it.
+  function nextModel(models, active) {
+    if (!models.length) return active;
+    return models[(models.indexOf(active) + 1) % models.length];
+  }
+
+  return { Bridge, encodeOsc, decodeOsc, packFrame, parseFrame, isFrame, explain, explainSafe, nextModel,
+           HEADER_BYTES, FORMATS };
 })();
 
 if (typeof module !== "undefined") module.exports = P2P;
