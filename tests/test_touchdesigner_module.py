@@ -21,7 +21,8 @@ import pytest
 
 from bridge.formats.pixels import convert
 from bridge.shm import ChannelFile
-from conftest import REPO, RunningBridge
+from conftest import REPO, RunningBridge, start_bridge
+from tracker_fixtures import ensure_tracker_files
 
 TD_DIR = REPO / "sketches" / "touchdesigner"
 W, H = 24, 16
@@ -94,7 +95,9 @@ def picture_rgba(dtype: type) -> np.ndarray:
 
 
 def bridge_pars(bridge: RunningBridge, **extra: Any) -> dict[str, Any]:
-    return {"Host": "127.0.0.1", "Port": bridge.osc_port, "Channel": "td", "Bridgepath": str(REPO), **extra}
+    """The Script TOP's parameters; Mirror off unless asked (the pixel checks compare unflipped pictures)."""
+    return {"Host": "127.0.0.1", "Port": bridge.osc_port, "Channel": "td", "Bridgepath": str(REPO), "Mirror": False,
+            **extra}
 
 
 def cook_until(td: ModuleType, script: FakeScriptTOP, done, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -156,6 +159,56 @@ def test_non_blocking_cook_shows_the_input_then_the_newest_result(td: ModuleType
     # Control over the same socket; the reply is handled on the next cook.
     session.send("/pose2person/model")
     cook_until(td, script, lambda: session.model == "invert")
+
+
+def test_mirror_flips_what_is_sent_and_tells_the_bridge(td: ModuleType, invert_bridge: RunningBridge) -> None:
+    """Mirror on (the parameter's default): the input goes out flipped left to right, the bridge is told
+    /mirror 1 (and says so), and the result is the model's answer to the flipped picture."""
+    td_array = np.ascontiguousarray(picture_rgba(np.float32)[::-1])
+    script = FakeScriptTOP(FakeTOP(td_array), **bridge_pars(invert_bridge, Waitms=2000.0, Mirror=True))
+    flipped = np.ascontiguousarray(td_array[:, ::-1])
+    expected = np.float32(1.0) - flipped
+    expected[..., 3] = flipped[..., 3]
+    cook_until(td, script, lambda: bool(script.copied) and np.array_equal(script.copied[-1], expected))
+    session = td._sessions[script.path]
+    cook_until(td, script, lambda: session.mirrored is not None)
+    assert session.mirrored == 1 and session.mirror_sent is True
+    (in_file,) = invert_bridge.shm_dir.glob("pose2person-*-td-g*.in")
+    reader = ChannelFile(in_file, writable=False)
+    try:
+        _, memory = reader.read()
+    finally:
+        reader.close()
+    assert np.array_equal(memory, flipped)  # what the bridge got: the picture mirrored, rows still bottom-up
+    # Turning the parameter off tells the bridge and sends the picture as it is.
+    script.par.Mirror = FakePar(False)
+    plain = np.float32(1.0) - td_array
+    plain[..., 3] = td_array[..., 3]
+    cook_until(td, script, lambda: np.array_equal(script.copied[-1], plain) and session.mirrored == 0)
+    assert script.errors == []
+
+
+def test_nobody_in_front_of_the_camera_shows_as_a_script_error(td: ModuleType, tmp_path: Path) -> None:
+    """Against ``puppet`` (the camera tracker): an empty picture comes back as the safe picture with
+    /frame/safe no_person, which the Script TOP shows in words."""
+    ensure_tracker_files()
+    running = start_bridge(tmp_path, "--model", "puppet", timeout=90)
+    try:
+        empty = np.full((240, 320, 4), 0.3, np.float32)
+        script = FakeScriptTOP(FakeTOP(empty), **bridge_pars(running, Waitms=0.0, Mirror=True))
+        cook_until(td, script, lambda: td._sessions.get(script.path) is not None
+                   and td._sessions[script.path].frames >= 1, timeout=60)
+        session = td._sessions[script.path]
+        assert session.safe_reason.startswith("no_person:"), session.safe_reason
+        assert session.mirrored == 1
+        td.onCook(script)
+        assert script.errors[-1] == "pose2person: nobody in front of the camera", script.errors
+        assert running.alive() and "Traceback" not in running.log_text()
+    finally:
+        for session in td._sessions.values():
+            session.close()
+        td._sessions.clear()
+        running.stop()
 
 
 def test_first_cook_without_input_and_bridge_errors_become_script_errors(td: ModuleType, tmp_path: Path) -> None:

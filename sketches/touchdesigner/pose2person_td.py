@@ -12,6 +12,16 @@ module sends exactly that memory: an ``RGBAF32`` (or ``RGBA8``) channel opened w
 so nothing is flipped or reordered in TouchDesigner and the bridge converts once, for the models
 that need it. The output has the input's size, dtype and orientation.
 
+Mirror. With *Mirror* on (the default, as every shipped sketch shows the camera) the module
+flips the input left to right before it sends it and tells the bridge (``/pose2person/mirror 1``),
+so the camera tracker flips it back before it looks: the person's right arm moves the figure's
+right arm, and the result comes back mirrored, lining up with a mirrored camera picture.
+
+Safe pictures. With nobody in front of the camera the bridge answers with the last picture and
+``/pose2person/frame/safe ... "no_person: ..."``; the Script TOP shows "nobody in front of the
+camera" as its script error (the red badge; ``Session.safe_reason`` holds the reason) until
+someone steps in.
+
 Timing. ``onCook`` never blocks by default: it reads the replies that have arrived, shows the
 newest result, and sends the current frame when the previous one is answered (one frame of
 latency, like any GPU readback with ``delayed=True``). Set *Wait ms* above 0 to wait that long
@@ -51,7 +61,7 @@ class Session:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9400, channel: str = "td", bridge_path: str = "",
-                 timeout: float = 2.0) -> None:
+                 timeout: float = 2.0, mirror: bool = True) -> None:
         self._client_mod = _import_client(bridge_path)
         self.client = self._client_mod.BridgeClient(host, port, timeout=timeout)
         self.channel_name = channel
@@ -67,6 +77,11 @@ class Session:
         self.last_error = ""
         self.dropped = 0
         self.frames = 0
+        self.mirror = mirror  # flip what is sent left to right; the bridge is told with /mirror
+        self.mirror_sent: bool | None = None  # the value last sent to the bridge
+        self.mirrored: int | None = None  # the bridge's answer to /mirror
+        self.safe_reason = ""  # why the newest result is a safe picture ("no_person: ..."), else ""
+        self._safe_id = -1
 
     # -- frames ---------------------------------------------------------------------------
     def _ensure_channel(self, frame: np.ndarray) -> None:
@@ -100,6 +115,11 @@ class Session:
         """Read replies, send ``frame`` if the previous one is answered, return the newest result."""
         self.poll()
         if frame is not None:
+            if self.mirror_sent is not self.mirror:
+                self.client.send(f"{P}/mirror", int(self.mirror))
+                self.mirror_sent = self.mirror
+            if self.mirror:
+                frame = frame[:, ::-1]  # left to right (rows stay bottom-up); td_layout makes it contiguous
             frame = self.td_layout(frame)
             self._ensure_channel(frame)
             if self.in_flight is None or time.monotonic() - self.sent_at > STALL_S:
@@ -135,9 +155,15 @@ class Session:
                 self.result_id = int(a[1])
                 self.latency_ms = float(a[2])
                 self.frames += 1
+                if self.result_id != self._safe_id:
+                    self.safe_reason = ""
             if self.in_flight == a[1]:
                 self.round_trip_ms = (time.monotonic() - self.sent_at) * 1000.0
                 self.in_flight = None
+        elif m.address == f"{P}/frame/safe":  # just before the frame's reply: a safe picture
+            self._safe_id, self.safe_reason = int(a[0]), str(a[2])
+        elif m.address == f"{P}/mirror":
+            self.mirrored = int(a[0])
         elif m.address == f"{P}/frame/dropped":
             self.dropped += 1
         elif m.address == f"{P}/error":
@@ -193,6 +219,7 @@ def onSetupParameters(scriptOp):  # type: ignore[no-untyped-def]
     page.appendInt("Port", label="OSC Port")[0].default = 9400
     page.appendStr("Channel", label="Channel")[0].default = "td"
     page.appendFloat("Waitms", label="Wait ms")[0].default = 0.0
+    page.appendToggle("Mirror", label="Mirror")[0].default = True
     page.appendFolder("Bridgepath", label="Bridge Path")
     page.appendPulse("Reconnect", label="Reconnect")
     return
@@ -210,6 +237,7 @@ def onCook(scriptOp):  # type: ignore[no-untyped-def]
     frame = scriptOp.inputs[0].numpyArray(delayed=True) if scriptOp.inputs else None
     try:
         session = session_for(scriptOp)
+        session.mirror = bool(_par(scriptOp, "Mirror", True))
         result = session.step(frame, float(_par(scriptOp, "Waitms", 0.0)) / 1000.0)
     except Exception as exc:  # the bridge is not running yet, a refused channel, ...
         scriptOp.clearScriptErrors()
@@ -220,6 +248,10 @@ def onCook(scriptOp):  # type: ignore[no-untyped-def]
         if session.last_error:
             scriptOp.addScriptError(f"pose2person: {session.last_error}")
             session.last_error = ""
+        elif session.safe_reason.startswith("no_person"):
+            scriptOp.addScriptError("pose2person: nobody in front of the camera")
+        elif session.safe_reason:
+            scriptOp.addScriptError(f"pose2person: safe picture ({session.safe_reason})")
     if result is not None:
         scriptOp.copyNumpyArray(result)
     elif frame is not None:
