@@ -79,6 +79,10 @@ def test_patch_is_the_documented_graph() -> None:
     # The order that matters: [t i b b] fires right to left: grab, export, then send the path.
     assert {("grab_export_send", 2, "camera", 0), ("grab_export_send", 1, "export_png", 0),
             ("grab_export_send", 0, "send_frame", 0)} <= actual_wires
+    # The camera is flipped left to right before it is shown and exported; the bridge is told at load.
+    assert {("camera", 0, "mirror_camera", 0), ("mirror_camera", 0, "input_matrix", 0),
+            ("at_load", 2, "mirror", 0), ("mirror", 0, "to_bridge", 0)} <= actual_wires
+    assert doc_boxes["mirror_camera"][1] == "jit.dimmap @invert 1 0"
     # Replies reach [udpreceive] because the patch registers that port.
     assert doc_boxes["register"][1].split()[-1] == doc_boxes["from_bridge"][1].split()[-1]
 
@@ -113,6 +117,8 @@ def test_the_patch_messages_work_with_a_real_bridge(invert_bridge: RunningBridge
         for name, reply in (("ask_models", "/pose2person/models/list"), ("ask_status", "/pose2person/status/reply")):
             address, args = max_message(doc_boxes[name][1])
             assert client.request(address, args, reply).address == reply
+        address, args = max_message(doc_boxes["mirror"][1])  # sent at load: the patch's frames are mirrored
+        assert client.request(address, args, "/pose2person/mirror").args == (1,)
         text = doc_boxes["send_frame"][1].replace("/tmp/pose2person", str(root))
         address, args = max_message(text, dollar1=5)
         client.send(address, *args)

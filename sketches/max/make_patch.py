@@ -26,8 +26,10 @@ BOXES: list[tuple[str, str, str, int, list[str], int, int]] = [
     ("title", "comment", "pose2person for Max: camera -> PNG -> bridge -> PNG -> window. Turn on the toggle.",
      1, [], 20, 10),
     ("load", "newobj", "loadbang", 1, ["bang"], 20, 40),
-    ("at_load", "newobj", "t b b b", 1, ["bang", "bang", "bang"], 20, 70),
+    ("at_load", "newobj", "t b b b b", 1, ["bang", "bang", "bang", "bang"], 20, 70),
     ("register", "message", f"/pose2person/register {REPLY_PORT}", 2, [""], 20, 110),
+    # the camera is shown and sent mirrored (mirror_camera): the bridge's tracker flips it back
+    ("mirror", "message", "/pose2person/mirror 1", 2, [""], 20, 140),
     ("ask_models", "message", "/pose2person/models", 2, [""], 220, 110),
     ("open_camera", "message", "open", 2, [""], 400, 110),
     ("to_bridge", "newobj", f"udpsend {BRIDGE}", 1, [], 20, 520),
@@ -37,6 +39,7 @@ BOXES: list[tuple[str, str, str, int, list[str], int, int]] = [
     ("frame_id", "newobj", "counter 1 16777215", 5, ["int", "", "", "int"], 400, 210),
     ("grab_export_send", "newobj", "t i b b", 1, ["int", "bang", "bang"], 400, 240),
     ("camera", "newobj", "jit.grab 640 480", 1, ["jit_matrix", ""], 600, 280),
+    ("mirror_camera", "newobj", "jit.dimmap @invert 1 0", 1, ["jit_matrix", ""], 760, 280),
     ("input_matrix", "newobj", "jit.matrix p2p_in 4 char 640 480", 1, ["jit_matrix", ""], 600, 320),
     ("export_png", "message", f"exportimage {IN_PNG} png", 2, [""], 520, 280),
     ("camera_window", "jit.pwindow", "", 1, ["jit_matrix", ""], 820, 320),
@@ -45,8 +48,8 @@ BOXES: list[tuple[str, str, str, int, list[str], int, int]] = [
     ("ask_status", "message", "/pose2person/status", 2, [""], 220, 180),
     ("from_bridge", "newobj", f"udpreceive {REPLY_PORT}", 1, [""], 20, 580),
     ("route_replies", "newobj", "route /pose2person/frame/done /pose2person/status/reply /pose2person/models/list "
-     "/pose2person/model/changed /pose2person/model/ready /pose2person/error", 2,
-     ["", "", "", "", "", "", ""], 20, 610),
+     "/pose2person/model/changed /pose2person/model/ready /pose2person/error /pose2person/frame/safe", 2,
+     ["", "", "", "", "", "", "", ""], 20, 610),
     ("unpack_done", "newobj", "unpack 0 s 0 0 0.", 1, ["int", "", "int", "int", "float"], 20, 650),
     ("done_rearm", "newobj", "t b s", 1, ["bang", ""], 20, 690),
     ("import_png", "newobj", "prepend importmovie", 1, [""], 20, 730),
@@ -68,15 +71,22 @@ BOXES: list[tuple[str, str, str, int, list[str], int, int]] = [
     ("error_set", "newobj", "prepend set", 1, [""], 960, 650),
     ("error_display", "message", "no errors", 2, [""], 960, 690),
     ("error_rearm", "newobj", "t b", 1, ["bang"], 960, 720),
+    # /frame/safe i id s policy s reason: the picture is a safe one ("no_person: ..." = nobody in view)
+    ("safe_unpack", "newobj", "unpack 0 s s", 1, ["int", "", ""], 1160, 650),
+    ("safe_set", "newobj", "prepend set", 1, [""], 1160, 690),
+    ("safe_display", "message", "safe picture: none yet (no_person = nobody in front of the camera)", 2, [""],
+     1160, 720),
 ]
 
 # (from, outlet, to, inlet)
 LINES: list[tuple[str, int, str, int]] = [
     ("load", 0, "at_load", 0),
-    ("at_load", 2, "register", 0),
+    ("at_load", 3, "register", 0),
+    ("at_load", 2, "mirror", 0),
     ("at_load", 1, "ask_models", 0),
     ("at_load", 0, "open_camera", 0),
     ("register", 0, "to_bridge", 0),
+    ("mirror", 0, "to_bridge", 0),
     ("ask_models", 0, "to_bridge", 0),
     ("open_camera", 0, "camera", 0),
     ("run", 0, "frame_clock", 0),
@@ -88,8 +98,9 @@ LINES: list[tuple[str, int, str, int]] = [
     ("grab_export_send", 2, "camera", 0),
     ("grab_export_send", 1, "export_png", 0),
     ("grab_export_send", 0, "send_frame", 0),
-    ("camera", 0, "input_matrix", 0),
-    ("camera", 0, "camera_window", 0),
+    ("camera", 0, "mirror_camera", 0),
+    ("mirror_camera", 0, "input_matrix", 0),
+    ("mirror_camera", 0, "camera_window", 0),
     ("export_png", 0, "input_matrix", 0),
     ("send_frame", 0, "to_bridge", 0),
     ("status_clock", 0, "ask_status", 0),
@@ -119,6 +130,9 @@ LINES: list[tuple[str, int, str, int]] = [
     ("route_replies", 5, "error_rearm", 0),
     ("error_set", 0, "error_display", 0),
     ("error_rearm", 0, "one_in_flight", 1),
+    ("route_replies", 6, "safe_unpack", 0),
+    ("safe_unpack", 2, "safe_set", 0),
+    ("safe_set", 0, "safe_display", 0),
 ]
 
 

@@ -56,20 +56,21 @@
      "id": "obj-3",
      "maxclass": "newobj",
      "numinlets": 1,
-     "numoutlets": 3,
+     "numoutlets": 4,
      "patching_rect": [
       20,
       70,
-      60,
+      73,
       22
      ],
      "varname": "at_load",
      "outlettype": [
       "bang",
       "bang",
+      "bang",
       "bang"
      ],
-     "text": "t b b b"
+     "text": "t b b b b"
     }
    },
    {
@@ -98,6 +99,25 @@
      "numinlets": 2,
      "numoutlets": 1,
      "patching_rect": [
+      20,
+      140,
+      157,
+      22
+     ],
+     "varname": "mirror",
+     "outlettype": [
+      ""
+     ],
+     "text": "/pose2person/mirror 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-6",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
       220,
       110,
       143,
@@ -112,7 +132,7 @@
    },
    {
     "box": {
-     "id": "obj-6",
+     "id": "obj-7",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -131,7 +151,7 @@
    },
    {
     "box": {
-     "id": "obj-7",
+     "id": "obj-8",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 0,
@@ -147,7 +167,7 @@
    },
    {
     "box": {
-     "id": "obj-8",
+     "id": "obj-9",
      "maxclass": "toggle",
      "numinlets": 1,
      "numoutlets": 1,
@@ -165,7 +185,7 @@
    },
    {
     "box": {
-     "id": "obj-9",
+     "id": "obj-10",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -184,7 +204,7 @@
    },
    {
     "box": {
-     "id": "obj-10",
+     "id": "obj-11",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -204,7 +224,7 @@
    },
    {
     "box": {
-     "id": "obj-11",
+     "id": "obj-12",
      "maxclass": "newobj",
      "numinlets": 5,
      "numoutlets": 4,
@@ -226,7 +246,7 @@
    },
    {
     "box": {
-     "id": "obj-12",
+     "id": "obj-13",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -247,7 +267,7 @@
    },
    {
     "box": {
-     "id": "obj-13",
+     "id": "obj-14",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -267,7 +287,27 @@
    },
    {
     "box": {
-     "id": "obj-14",
+     "id": "obj-15",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "patching_rect": [
+      760,
+      280,
+      164,
+      22
+     ],
+     "varname": "mirror_camera",
+     "outlettype": [
+      "jit_matrix",
+      ""
+     ],
+     "text": "jit.dimmap @invert 1 0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-16",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -287,7 +327,7 @@
    },
    {
     "box": {
-     "id": "obj-15",
+     "id": "obj-17",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -306,7 +346,7 @@
    },
    {
     "box": {
-     "id": "obj-16",
+     "id": "obj-18",
      "maxclass": "jit.pwindow",
      "numinlets": 1,
      "numoutlets": 2,
@@ -325,7 +365,7 @@
    },
    {
     "box": {
-     "id": "obj-17",
+     "id": "obj-19",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -344,7 +384,7 @@
    },
    {
     "box": {
-     "id": "obj-18",
+     "id": "obj-20",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -363,7 +403,7 @@
    },
    {
     "box": {
-     "id": "obj-19",
+     "id": "obj-21",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -382,7 +422,7 @@
    },
    {
     "box": {
-     "id": "obj-20",
+     "id": "obj-22",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -401,14 +441,14 @@
    },
    {
     "box": {
-     "id": "obj-21",
+     "id": "obj-23",
      "maxclass": "newobj",
      "numinlets": 2,
-     "numoutlets": 7,
+     "numoutlets": 8,
      "patching_rect": [
       20,
       610,
-      1067,
+      1235,
       22
      ],
      "varname": "route_replies",
@@ -419,14 +459,15 @@
       "",
       "",
       "",
+      "",
       ""
      ],
-     "text": "route /pose2person/frame/done /pose2person/status/reply /pose2person/models/list /pose2person/model/changed /pose2person/model/ready /pose2person/error"
+     "text": "route /pose2person/frame/done /pose2person/status/reply /pose2person/models/list /pose2person/model/changed /pose2person/model/ready /pose2person/error /pose2person/frame/safe"
     }
    },
    {
     "box": {
-     "id": "obj-22",
+     "id": "obj-24",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 5,
@@ -449,7 +490,7 @@
    },
    {
     "box": {
-     "id": "obj-23",
+     "id": "obj-25",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -469,7 +510,7 @@
    },
    {
     "box": {
-     "id": "obj-24",
+     "id": "obj-26",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -488,7 +529,7 @@
    },
    {
     "box": {
-     "id": "obj-25",
+     "id": "obj-27",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -508,7 +549,7 @@
    },
    {
     "box": {
-     "id": "obj-26",
+     "id": "obj-28",
      "maxclass": "jit.pwindow",
      "numinlets": 1,
      "numoutlets": 2,
@@ -527,7 +568,7 @@
    },
    {
     "box": {
-     "id": "obj-27",
+     "id": "obj-29",
      "maxclass": "flonum",
      "numinlets": 1,
      "numoutlets": 2,
@@ -546,7 +587,7 @@
    },
    {
     "box": {
-     "id": "obj-28",
+     "id": "obj-30",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -562,7 +603,7 @@
    },
    {
     "box": {
-     "id": "obj-29",
+     "id": "obj-31",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -581,7 +622,7 @@
    },
    {
     "box": {
-     "id": "obj-30",
+     "id": "obj-32",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -600,7 +641,7 @@
    },
    {
     "box": {
-     "id": "obj-31",
+     "id": "obj-33",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -620,7 +661,7 @@
    },
    {
     "box": {
-     "id": "obj-32",
+     "id": "obj-34",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -639,7 +680,7 @@
    },
    {
     "box": {
-     "id": "obj-33",
+     "id": "obj-35",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -659,7 +700,7 @@
    },
    {
     "box": {
-     "id": "obj-34",
+     "id": "obj-36",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -678,7 +719,7 @@
    },
    {
     "box": {
-     "id": "obj-35",
+     "id": "obj-37",
      "maxclass": "umenu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -698,7 +739,7 @@
    },
    {
     "box": {
-     "id": "obj-36",
+     "id": "obj-38",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -717,7 +758,7 @@
    },
    {
     "box": {
-     "id": "obj-37",
+     "id": "obj-39",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -736,7 +777,7 @@
    },
    {
     "box": {
-     "id": "obj-38",
+     "id": "obj-40",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -755,7 +796,7 @@
    },
    {
     "box": {
-     "id": "obj-39",
+     "id": "obj-41",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -774,7 +815,7 @@
    },
    {
     "box": {
-     "id": "obj-40",
+     "id": "obj-42",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -793,7 +834,7 @@
    },
    {
     "box": {
-     "id": "obj-41",
+     "id": "obj-43",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -808,6 +849,65 @@
       "bang"
      ],
      "text": "t b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-44",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "patching_rect": [
+      1160,
+      650,
+      94,
+      22
+     ],
+     "varname": "safe_unpack",
+     "outlettype": [
+      "int",
+      "",
+      ""
+     ],
+     "text": "unpack 0 s s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-45",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      1160,
+      690,
+      87,
+      22
+     ],
+     "varname": "safe_set",
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend set"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-46",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      1160,
+      720,
+      472,
+      22
+     ],
+     "varname": "safe_display",
+     "outlettype": [
+      ""
+     ],
+     "text": "safe picture: none yet (no_person = nobody in front of the camera)"
     }
    }
   ],
@@ -828,10 +928,22 @@
     "patchline": {
      "source": [
       "obj-3",
-      2
+      3
      ],
      "destination": [
       "obj-4",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-3",
+      2
+     ],
+     "destination": [
+      "obj-5",
       0
      ]
     }
@@ -843,7 +955,7 @@
       1
      ],
      "destination": [
-      "obj-5",
+      "obj-6",
       0
      ]
     }
@@ -855,7 +967,7 @@
       0
      ],
      "destination": [
-      "obj-6",
+      "obj-7",
       0
      ]
     }
@@ -867,7 +979,7 @@
       0
      ],
      "destination": [
-      "obj-7",
+      "obj-8",
       0
      ]
     }
@@ -879,7 +991,7 @@
       0
      ],
      "destination": [
-      "obj-7",
+      "obj-8",
       0
      ]
     }
@@ -891,7 +1003,7 @@
       0
      ],
      "destination": [
-      "obj-13",
+      "obj-8",
       0
      ]
     }
@@ -899,23 +1011,11 @@
    {
     "patchline": {
      "source": [
-      "obj-8",
+      "obj-7",
       0
      ],
      "destination": [
-      "obj-9",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-8",
-      0
-     ],
-     "destination": [
-      "obj-18",
+      "obj-14",
       0
      ]
     }
@@ -928,6 +1028,18 @@
      ],
      "destination": [
       "obj-10",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-9",
+      0
+     ],
+     "destination": [
+      "obj-20",
       0
      ]
     }
@@ -960,7 +1072,7 @@
     "patchline": {
      "source": [
       "obj-12",
-      2
+      0
      ],
      "destination": [
       "obj-13",
@@ -971,11 +1083,11 @@
    {
     "patchline": {
      "source": [
-      "obj-12",
-      1
+      "obj-13",
+      2
      ],
      "destination": [
-      "obj-15",
+      "obj-14",
       0
      ]
     }
@@ -983,8 +1095,8 @@
    {
     "patchline": {
      "source": [
-      "obj-12",
-      0
+      "obj-13",
+      1
      ],
      "destination": [
       "obj-17",
@@ -999,7 +1111,7 @@
       0
      ],
      "destination": [
-      "obj-14",
+      "obj-19",
       0
      ]
     }
@@ -1007,7 +1119,19 @@
    {
     "patchline": {
      "source": [
-      "obj-13",
+      "obj-14",
+      0
+     ],
+     "destination": [
+      "obj-15",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-15",
       0
      ],
      "destination": [
@@ -1023,7 +1147,7 @@
       0
      ],
      "destination": [
-      "obj-14",
+      "obj-18",
       0
      ]
     }
@@ -1035,19 +1159,7 @@
       0
      ],
      "destination": [
-      "obj-7",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-18",
-      0
-     ],
-     "destination": [
-      "obj-19",
+      "obj-16",
       0
      ]
     }
@@ -1059,7 +1171,7 @@
       0
      ],
      "destination": [
-      "obj-7",
+      "obj-8",
       0
      ]
     }
@@ -1083,7 +1195,7 @@
       0
      ],
      "destination": [
-      "obj-22",
+      "obj-8",
       0
      ]
     }
@@ -1092,7 +1204,7 @@
     "patchline": {
      "source": [
       "obj-22",
-      1
+      0
      ],
      "destination": [
       "obj-23",
@@ -1103,47 +1215,35 @@
    {
     "patchline": {
      "source": [
-      "obj-22",
+      "obj-23",
+      0
+     ],
+     "destination": [
+      "obj-24",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-24",
+      1
+     ],
+     "destination": [
+      "obj-25",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-24",
       4
      ],
      "destination": [
-      "obj-27",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-23",
-      1
-     ],
-     "destination": [
-      "obj-24",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-23",
-      0
-     ],
-     "destination": [
-      "obj-10",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-24",
-      0
-     ],
-     "destination": [
-      "obj-25",
+      "obj-29",
       0
      ]
     }
@@ -1152,7 +1252,7 @@
     "patchline": {
      "source": [
       "obj-25",
-      0
+      1
      ],
      "destination": [
       "obj-26",
@@ -1163,11 +1263,47 @@
    {
     "patchline": {
      "source": [
-      "obj-21",
+      "obj-25",
+      0
+     ],
+     "destination": [
+      "obj-11",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-26",
+      0
+     ],
+     "destination": [
+      "obj-27",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-27",
+      0
+     ],
+     "destination": [
+      "obj-28",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-23",
       1
      ],
      "destination": [
-      "obj-29",
+      "obj-31",
       0
      ]
     }
@@ -1175,11 +1311,11 @@
    {
     "patchline": {
      "source": [
-      "obj-29",
+      "obj-31",
       0
      ],
      "destination": [
-      "obj-30",
+      "obj-32",
       0
      ]
     }
@@ -1187,11 +1323,11 @@
    {
     "patchline": {
      "source": [
-      "obj-21",
+      "obj-23",
       2
      ],
      "destination": [
-      "obj-31",
+      "obj-33",
       0
      ]
     }
@@ -1199,44 +1335,8 @@
    {
     "patchline": {
      "source": [
-      "obj-31",
+      "obj-33",
       1
-     ],
-     "destination": [
-      "obj-32",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-32",
-      0
-     ],
-     "destination": [
-      "obj-35",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-31",
-      0
-     ],
-     "destination": [
-      "obj-33",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-33",
-      0
      ],
      "destination": [
       "obj-34",
@@ -1251,6 +1351,18 @@
       0
      ],
      "destination": [
+      "obj-37",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-33",
+      0
+     ],
+     "destination": [
       "obj-35",
       0
      ]
@@ -1260,55 +1372,31 @@
     "patchline": {
      "source": [
       "obj-35",
+      0
+     ],
+     "destination": [
+      "obj-36",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-36",
+      0
+     ],
+     "destination": [
+      "obj-37",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-37",
       1
-     ],
-     "destination": [
-      "obj-36",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-36",
-      0
-     ],
-     "destination": [
-      "obj-7",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-21",
-      3
-     ],
-     "destination": [
-      "obj-37",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-21",
-      4
-     ],
-     "destination": [
-      "obj-37",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-37",
-      0
      ],
      "destination": [
       "obj-38",
@@ -1319,8 +1407,20 @@
    {
     "patchline": {
      "source": [
-      "obj-21",
-      5
+      "obj-38",
+      0
+     ],
+     "destination": [
+      "obj-8",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-23",
+      3
      ],
      "destination": [
       "obj-39",
@@ -1331,11 +1431,11 @@
    {
     "patchline": {
      "source": [
-      "obj-21",
-      5
+      "obj-23",
+      4
      ],
      "destination": [
-      "obj-41",
+      "obj-39",
       0
      ]
     }
@@ -1355,12 +1455,84 @@
    {
     "patchline": {
      "source": [
+      "obj-23",
+      5
+     ],
+     "destination": [
+      "obj-41",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-23",
+      5
+     ],
+     "destination": [
+      "obj-43",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-41",
       0
      ],
      "destination": [
-      "obj-10",
+      "obj-42",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-43",
+      0
+     ],
+     "destination": [
+      "obj-11",
       1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-23",
+      6
+     ],
+     "destination": [
+      "obj-44",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-44",
+      2
+     ],
+     "destination": [
+      "obj-45",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-45",
+      0
+     ],
+     "destination": [
+      "obj-46",
+      0
      ]
     }
    }
