@@ -31,13 +31,14 @@ def test_pd_sketch_round_trips_a_frame_and_shows_status(invert_bridge: RunningBr
         [pd, "-nogui", "-nosound", "-nomidi", "-noprefs", "-stderr",
          "-send", f"p2p-bridge-port {invert_bridge.osc_port}", "-send", f"p2p-reply-port {reply_port}",
          "-send", f"p2p-frame {src} {dst} 7", "-send", "p2p-keypoints-id 8",
-         "-send", "p2p-quit 8000", "-send", "p2p-go bang", "-open", str(SKETCH)],
+         "-send", "p2p-quit 8000", "-send", "p2p-go bang", "-send", "p2p-mirror 1", "-open", str(SKETCH)],
         capture_output=True, text=True, timeout=30, cwd=REPO)
     out = proc.stderr
     assert "couldn't create" not in out and "no method" not in out, out
     replies = [ln[len("p2p: "):] for ln in out.splitlines() if ln.startswith("p2p: ")]
     assert replies[0] == f"pose2person registered {reply_port}", out
     assert "pose2person pong 42" in replies
+    assert "pose2person mirror 1" in replies, out  # the mirror box's message, confirmed by the bridge
     (done,) = [r for r in replies if r.startswith("pose2person frame done ")]
     assert done.split()[3:7] == ["7", str(dst), "64", "48"], done
     assert "p2p-file: result file exists" in out
