@@ -37,7 +37,7 @@ CARD_FILE = "card.toml"
 KINDS = ("generator", "densepose", "tracker")
 #: Kinds a client can switch to with ``/pose2person/model`` (a tracker card only serves other models).
 SERVABLE_KINDS = ("generator", "densepose")
-POSE_SOURCES = ("image", "densepose", "keypoints")
+POSE_SOURCES = ("image", "densepose", "keypoints", "tracker-densepose")
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 

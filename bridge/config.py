@@ -258,7 +258,7 @@ def resolve(
 PRECISION_CHOICES = ("fp32", "fp16", "bf16")
 NORM_MODE_CHOICES = ("stable", "reference", "eval")
 ACCEL_CHOICES = ("auto", "eager", "onednn", "compile", "cuda-graph")
-POSE_CHOICES = ("image", "densepose", "keypoints")
+POSE_CHOICES = ("image", "densepose", "keypoints", "tracker-densepose")
 FRAMINGS: tuple[str, ...] = ("squash", "center-crop", "letterbox")  # frame -> the model's input (generator.processing)
 
 

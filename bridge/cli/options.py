@@ -51,7 +51,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--accel", choices=ACCEL_CHOICES, default="auto",
                    help="execution: auto (CUDA graphs on CUDA, eager elsewhere), eager, onednn, compile, cuda-graph")
     g.add_argument("--pose", choices=POSE_CHOICES, default=None,
-                   help="pose source: image (the frame is the pose image), densepose, keypoints (default: the card's)")
+                   help="pose source: image (the frame is the pose image), densepose, keypoints, tracker-densepose (the camera "
+                        "tracker's keypoints drawn as DensePose parts shaped by the person mask: a CPU approximation "
+                        "of densepose, docs/TRACKER.md) (default: the card's)")
     g.add_argument("--densepose-model", default=DEFAULT_DENSEPOSE_MODEL,
                    help="the DensePose model card --pose densepose uses")
     g.add_argument("--memory-budget-mb", type=int, default=4096,

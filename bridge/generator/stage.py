@@ -7,7 +7,9 @@ Per frame, on the pipeline worker thread:
    style, else ``not_a_pose_image``), ``densepose`` (the DensePose stage renders the person in
    the card's ``pose_style``), or ``keypoints`` (a keypoint message, rendered by
    :mod:`bridge.pose.keypoints`, see :meth:`GeneratorStage.generate_from_pose`; a camera frame
-   is posed by the body tracker first, :mod:`bridge.pose.camera`, then drawn the same way);
+   is posed by the body tracker first, :mod:`bridge.pose.camera`, then drawn the same way), or
+   ``tracker-densepose`` (opt-in, for DensePose-trained models on a CPU: the tracker's keypoints
+   drawn as DensePose parts shaped by the person mask, :class:`ShapedDensePose`);
 2. **framing** to the training aspect (``squash`` / ``center-crop`` / ``letterbox``);
 3. **the reference path**: PIL bicubic squash, [-1, 1], the network, truncating uint8, RGB;
 4. **mapping back** to the client's frame size (``inverse`` or ``stretch``).
@@ -145,6 +147,46 @@ class KeypointPose:
         return render_pose(result, self.style, None)
 
 
+class ShapedDensePose(KeypointPose):
+    """``tracker-densepose``: an approximation of DensePose that runs live on a CPU, for models
+    trained on DensePose renders. The body tracker's keypoints are drawn as DensePose's parts (the
+    keypoint drawing), clipped to and grown into the person mask of MediaPipe's selfie segmentation
+    (:func:`bridge.pose.shaped.shape_to_mask`), and rendered in the card's style on the frame, as
+    :class:`DensePosePose` renders. No true U/V surface coordinates; part borders approximate
+    (docs/TRACKER.md). Keypoint messages are drawn as for ``keypoints`` (there is no mask)."""
+
+    name = "tracker-densepose"
+
+    def __init__(self, style: str, poser: object | None, segmenter: object | None, unavailable: str = "") -> None:
+        from ..pose.render import STYLES
+
+        if style not in STYLES:
+            raise ModelLoadError(f"pose style {style!r} is not one of {', '.join(STYLES)}")
+        super().__init__(style, poser if segmenter is not None else None, unavailable)
+        self.segmenter = segmenter
+        self.last_result: PoseResult | None = None  # the last shaped part map, for tests
+
+    def pose_image(self, rgb: np.ndarray) -> np.ndarray:
+        from ..pose.camera import NoPerson
+        from ..pose.keypoints import keypoints_to_pose
+        from ..pose.render import render_pose
+        from ..pose.shaped import shape_to_mask
+
+        ctx = current_frame()
+        if self.poser is None:
+            raise ClientError("tracker_unavailable", self.unavailable or "the body tracker is not loaded", ctx.frame_id)
+        frame = self.poser.keypoints(rgb, ctx.stream, ctx.frame_id)  # type: ignore[attr-defined]
+        self.last_keypoints = frame
+        drawn = keypoints_to_pose(frame)
+        if drawn.empty:
+            raise NoPerson(ctx.frame_id)
+        result = shape_to_mask(drawn, self.segmenter.mask(rgb))  # type: ignore[attr-defined]
+        if result.empty:
+            raise NoPerson(ctx.frame_id)
+        self.last_result = result
+        return render_pose(result, self.style, np.ascontiguousarray(rgb[..., ::-1]))
+
+
 def unmirror(image: np.ndarray, mirrored: bool) -> np.ndarray:
     """A mirrored client's picture flipped back to an ordinary camera view (and an answer made in
     that view flipped to line up with the client's mirrored picture): the pose sources, their
@@ -275,8 +317,12 @@ def make_generator_stage(card: ModelCard, options: GeneratorOptions, densepose_c
         pose = KeypointPose(card.input.pose_style, poser, why)
     elif pose_name == "densepose":
         pose = DensePosePose(_densepose_predictor(densepose_card, options.device), card.input.pose_style)
+    elif pose_name == "tracker-densepose":
+        poser, why = _camera_poser(tracker_card, options.tracker_threads)
+        segmenter, why_mask = _segmenter(tracker_card, options.tracker_threads) if poser is not None else (None, "")
+        pose = ShapedDensePose(card.input.pose_style, poser, segmenter, why or why_mask)
     else:
-        raise ModelLoadError(f"pose source {pose_name!r} is not one of image, densepose, keypoints")
+        raise ModelLoadError(f"pose source {pose_name!r} is not one of image, densepose, keypoints, tracker-densepose")
     stage = GeneratorStage(card, engine, contract_from_card(card, opts), pose, card.input.pose_style)
     if options.warm_up:
         stage.warm_up()
@@ -296,6 +342,20 @@ def _camera_poser(card: ModelCard | None, threads: int) -> tuple[object | None, 
         return CameraPoser(shared_tracker_models(card.folder, table if isinstance(table, dict) else {}, threads)), ""
     except BridgeError as exc:
         log.warning("camera frames for keypoint models cannot be posed: %s", exc)
+        return None, str(exc)
+
+
+def _segmenter(card: ModelCard | None, threads: int) -> tuple[object | None, str]:
+    """The person-mask model from the tracker's card, or (None, why it cannot run)."""
+    if card is None:
+        return None, "the camera tracker's card models/blazepose is missing"
+    try:
+        from ..pose.camera import shared_segmenter
+
+        table = card.extra.get("tracker")
+        return shared_segmenter(card.folder, table if isinstance(table, dict) else {}, threads), ""
+    except BridgeError as exc:
+        log.warning("camera frames cannot be shaped like DensePose: %s", exc)
         return None, str(exc)
 
 

@@ -27,7 +27,8 @@ import numpy as np
 
 from ..errors import ClientError
 from .keypoints import KeypointFrame
-from .tracker.loader import TrackerModels, load_tracker_models
+from .tracker.loader import TrackerModels, load_segmenter, load_tracker_models
+from .tracker.segmentation import PersonSegmenter
 from .tracker.tracker import BodyTracker
 from .tracker.weights import parse_pins
 
@@ -53,6 +54,22 @@ def shared_tracker_models(folder: Path, tracker_table: Mapping[str, Any], thread
             models = load_tracker_models(Path(folder), pins, threads)
             _shared[key] = models
         return models
+
+
+_segmenters: dict[tuple[str, int], PersonSegmenter] = {}
+
+
+def shared_segmenter(folder: Path, tracker_table: Mapping[str, Any], threads: int = 1) -> PersonSegmenter:
+    """The person-mask model from the tracker's card, loaded once per process (as
+    :func:`shared_tracker_models`; raises :class:`~bridge.errors.ModelLoadError`)."""
+    key = (str(Path(folder).resolve()), threads)
+    with _shared_lock:
+        model = _segmenters.get(key)
+        if model is None:
+            pins = parse_pins(tracker_table, f"{folder}/card.toml [tracker]")
+            model = load_segmenter(Path(folder), pins, threads)
+            _segmenters[key] = model
+        return model
 
 
 class NoPerson(ClientError):

@@ -166,7 +166,7 @@ def _load_card_stage(card: ModelCard, catalog: Catalog) -> Stage:
                                pose=cfg.pose, warm_up=cfg.warm_up)
     pose = cfg.pose or card.input.pose_source
     dp_card = catalog.card(cfg.densepose_model) if pose == "densepose" else None
-    tracker_card = _tracker_card(catalog) if pose == "keypoints" else None
+    tracker_card = _tracker_card(catalog) if pose in ("keypoints", "tracker-densepose") else None
     return make_generator_stage(card, options, dp_card, tracker_card)
 
 

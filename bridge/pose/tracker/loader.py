@@ -8,6 +8,7 @@ from pathlib import Path
 from .detector import PoseDetector
 from .landmarks import LandmarkModel
 from .runtime import TfliteModel
+from .segmentation import PersonSegmenter
 from .tracker import DEFAULT_REDETECT_EVERY, BodyTracker
 from .weights import TrackerPins, verified_path
 
@@ -35,3 +36,9 @@ def load_tracker_models(folder: Path, pins: TrackerPins, threads: int = 1) -> Tr
     detector = PoseDetector(TfliteModel(verified_path(pins, folder, "detector"), threads))
     landmarks = LandmarkModel(TfliteModel(verified_path(pins, folder, "landmarks"), threads))
     return TrackerModels(detector, landmarks)
+
+
+def load_segmenter(folder: Path, pins: TrackerPins, threads: int = 1) -> PersonSegmenter:
+    """Verify and load the person-mask model (``segmentation`` role) from ``folder``; errors as
+    :func:`load_tracker_models`."""
+    return PersonSegmenter(TfliteModel(verified_path(pins, folder, "segmentation"), threads))
