@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from .errors import ConfigError
-from .protocol import DEFAULT_HTTP_PORT, DEFAULT_OSC_PORT
+from .protocol import DEFAULT_HTTP_PORT, DEFAULT_OSC_PORT, MAX_TRACKED_PEOPLE
 
 DEFAULT_MAX_PIXELS = 7680 * 4320  # 8K UHD; bigger frames are refused
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -100,6 +100,7 @@ class PipelineConfig:
     max_batch: int = 1  # frames of different clients generated as one batch (local engine; docs/GENERATOR.md)
     pipeline_depth: int = 0  # frames of one client in flight at once (0 = auto: 2 for DensePose on a GPU, else 1)
     threads: int = 0  # torch intra-op threads for the model (0 = torch's default: one per core)
+    max_people: int = 1  # people the camera tracker follows per client (a client's /people changes its own)
 
 
 EngineKind = Literal["local", "ray"]
@@ -197,6 +198,7 @@ def resolve(
     max_batch: int = 1,
     pipeline_depth: int = 0,
     threads: int = 0,
+    max_people: int = 1,
     engine: EngineConfig | None = None,
     safe_output: str = "last",
     stall_timeout_s: float = 10.0,
@@ -237,7 +239,7 @@ def resolve(
     pipeline = resolve_pipeline(model=model, model_dirs=model_dirs, device=device, precision=precision,
                                 norm_mode=norm_mode, accel=accel, pose=pose, densepose_model=densepose_model,
                                 memory_budget_mb=memory_budget_mb, max_batch=max_batch,
-                                pipeline_depth=pipeline_depth, threads=threads)
+                                pipeline_depth=pipeline_depth, threads=threads, max_people=max_people)
     return Config(
         osc=OscConfig(host=host, port=_check_port("--osc-port", osc_port), tcp=not no_tcp),
         http=HttpConfig(host=host, port=_check_port("--http-port", http_port), enabled=not no_http),
@@ -266,7 +268,7 @@ def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None
                      precision: str | None = None, norm_mode: str | None = None, accel: str = "auto",
                      pose: str | None = None, densepose_model: str = DEFAULT_DENSEPOSE_MODEL,
                      memory_budget_mb: int = 4096, warm_up: bool = True, max_batch: int = 1,
-                     pipeline_depth: int = 0, threads: int = 0) -> PipelineConfig:
+                     pipeline_depth: int = 0, threads: int = 0, max_people: int = 1) -> PipelineConfig:
     """Validate the model-side options (shared by ``serve``, ``run`` and ``check``)."""
     for flag, value, choices in (("--precision", precision, PRECISION_CHOICES),
                                  ("--norm-mode", norm_mode, NORM_MODE_CHOICES),
@@ -283,6 +285,8 @@ def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None
         raise ConfigError(f"--pipeline-depth must be auto (0) or 1..4, not {pipeline_depth}")
     if not 0 <= threads <= 256:
         raise ConfigError(f"--threads must be 0 (torch's default) .. 256, not {threads}")
+    if not 1 <= max_people <= MAX_TRACKED_PEOPLE:
+        raise ConfigError(f"--max-people must be 1..{MAX_TRACKED_PEOPLE}, not {max_people}")
     dirs: list[Path] = []
     for raw in model_dirs or []:
         d = Path(raw).expanduser()
@@ -292,7 +296,7 @@ def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None
     return PipelineConfig(model=model, model_dirs=tuple(dirs), device=device, precision=precision,
                           norm_mode=norm_mode, accel=accel, pose=pose, densepose_model=densepose_model,
                           memory_budget_mb=memory_budget_mb, warm_up=warm_up, max_batch=max_batch,
-                          pipeline_depth=pipeline_depth, threads=threads)
+                          pipeline_depth=pipeline_depth, threads=threads, max_people=max_people)
 
 
 ENGINE_CHOICES = ("local", "ray")

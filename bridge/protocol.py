@@ -13,6 +13,7 @@ PREFIX = "/pose2person"
 PROTOCOL_VERSION = 1
 DEFAULT_OSC_PORT = 9400
 DEFAULT_HTTP_PORT = 9401
+MAX_TRACKED_PEOPLE = 8  # the camera tracker's people per client (--max-people, /people): a landmark run each
 
 # Replies sent by the bridge.
 PONG = f"{PREFIX}/pong"
@@ -25,6 +26,8 @@ FRAME_SAFE = f"{PREFIX}/frame/safe"  # i frame_id s policy s reason: a safe pict
 SAFE = f"{PREFIX}/safe"  # reply: s policy
 MIRROR = f"{PREFIX}/mirror"  # reply: i mirrored (0/1)
 VIEW = f"{PREFIX}/view"  # reply: s view (person / pose)
+PEOPLE = f"{PREFIX}/people"  # reply: i max_people (the camera tracker's, for this client)
+SMOOTHING = f"{PREFIX}/smoothing"  # reply: i enabled f min_cutoff f beta f derivate_cutoff
 AUTH_OK = f"{PREFIX}/auth/ok"  # reply: i 1 (authorised) or i 0 (the daemon has no token)
 SHUTTING_DOWN = f"{PREFIX}/shutting_down"
 SHM_OPENED = f"{PREFIX}/shm/opened"
@@ -142,6 +145,18 @@ ADDRESSES: tuple[Address, ...] = (
             " pose image the generator gets: the tracker's or DensePose's drawing). No argument: ask.",
             reply="/pose2person/view s view", access=3, arg_names=("view",),
             range=({"VALS": ["person", "pose"]},)),
+    Address(f"{PREFIX}/people", ("", "i"),
+            "How many people the camera tracker follows in this client's frames (1..8; default: the daemon's"
+            " --max-people). Each costs one landmark run per frame; all are drawn. No argument: ask.",
+            reply="/pose2person/people i max_people", access=3, arg_names=("max_people",),
+            range=({"MIN": 1, "MAX": MAX_TRACKED_PEOPLE},)),
+    Address(f"{PREFIX}/smoothing", ("", "i", "ff", "fff"),
+            "The camera tracker's landmark smoothing (a One Euro filter) for this client: i 0 (off) or 1 (on,"
+            " the card's settings), or f min_cutoff (Hz, > 0) f beta (>= 0) [f derivate_cutoff (Hz, > 0)]"
+            " to switch it on with these. Lower min_cutoff: steadier when still; higher beta: less lag"
+            " when moving (docs/TRACKER.md). No argument: ask.",
+            reply="/pose2person/smoothing i enabled f min_cutoff f beta f derivate_cutoff", access=3,
+            arg_names=("min_cutoff", "beta", "derivate_cutoff")),
     Address(f"{PREFIX}/auth", ("s",),
             "Unlock state-changing messages (model switch, recording, shutdown) for this host, when the"
             " daemon runs with a control token (docs/SECURITY.md).",

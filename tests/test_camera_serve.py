@@ -207,7 +207,9 @@ def test_send_counts_frames_without_a_person_as_failed(daemon: DaemonProcess, tm
     empty = tmp_path / "empty.png"
     cv2.imwrite(str(empty), np.full((480, 640, 3), 70, np.uint8))
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "bridge", "send", str(person), str(empty), "--to",
+    # The empty picture first: sent right after the person, it would get the person's pose, held for
+    # the tracker card's hold_ms (docs/TRACKER.md, "Hold").
+    done = subprocess.run([sys.executable, "-m", "bridge", "send", str(empty), str(person), "--to",
                            f"127.0.0.1:{daemon.port}", "-o", str(out), "--no-progress", "--timeout", "60"],
                           cwd=REPO, capture_output=True, text=True, timeout=180)
     assert done.returncode == 1, done.stdout + done.stderr

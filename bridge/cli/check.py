@@ -91,7 +91,8 @@ def _serve_inproc(args: argparse.Namespace, images: list[np.ndarray]) -> list[np
     from ..daemon.jobs import run_stage
 
     cfg = resolve_pipeline(model=args.model, model_dirs=args.model_dirs, device=args.device, precision=args.precision,
-                           norm_mode=args.norm_mode, accel=args.accel, pose=args.pose)
+                           norm_mode=args.norm_mode, accel=args.accel, pose=args.pose,
+                           max_people=getattr(args, "max_people", 1))
     stage = Catalog(cfg).load(args.model)
     return [run_stage(stage, rgb, "RGB8", 0, i) for i, rgb in enumerate(images)]
 

@@ -64,6 +64,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-batch", type=int, default=1, metavar="N",
                    help="generate up to N clients' waiting frames as one batch (default 1; pays on GPUs, "
                         "see docs/BENCHMARKS.md)")
+    g.add_argument("--max-people", type=int, default=1, metavar="N",
+                   help="people the camera tracker follows in each client's frames, 1..8 (default 1: one landmark "
+                        "run per person per frame, sized for a CPU; a client may ask for its own with "
+                        "/pose2person/people; docs/TRACKER.md)")
     g.add_argument("--pipeline-depth", type=_depth, default=0, metavar="auto|D",
                    help="frames of one client in flight at once, so pose and generator overlap on consecutive "
                         "frames (default auto: 2 for a DensePose generator on a GPU, else 1; docs/GENERATOR.md)")
@@ -82,7 +86,8 @@ def model_option_values(args: argparse.Namespace) -> dict[str, Any]:
     return {"model_dirs": args.model_dirs, "device": args.device, "precision": args.precision,
             "norm_mode": args.norm_mode, "accel": args.accel, "pose": args.pose,
             "densepose_model": args.densepose_model, "memory_budget_mb": args.memory_budget_mb,
-            "max_batch": args.max_batch, "pipeline_depth": args.pipeline_depth, "threads": args.threads}
+            "max_batch": args.max_batch, "pipeline_depth": args.pipeline_depth, "threads": args.threads,
+            "max_people": args.max_people}
 
 
 def _optional_int(raw: str | None) -> int | None:

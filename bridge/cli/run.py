@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from ..daemon.jobs import run_stage
 
     cfg = resolve_pipeline(model=args.model, model_dirs=args.model_dirs, device=args.device, precision=args.precision,
-                           norm_mode=args.norm_mode, accel=args.accel, pose=args.pose)
+                           norm_mode=args.norm_mode, accel=args.accel, pose=args.pose,
+                           max_people=getattr(args, "max_people", 1))
     files = expand_inputs(args.inputs)
     out = Path(args.output).expanduser()
     single_video = out.suffix.lower() == ".mp4"
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             video = suffix in VIDEO_EXTENSIONS
             sink: VideoOut | None = None
+            fps = 25.0
             if video:
                 cap = cv2.VideoCapture(str(path))
                 fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
@@ -125,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
                     # A video is one stream: the camera tracker follows its person from frame to
                     # frame; each photo is looked at afresh.
                     try:
-                        with frame_context(FrameContext(stream=str(path) if video else None, frame_id=i)):
+                        # A video's frames are timed by its frame rate (the tracker's smoothing).
+                        with frame_context(FrameContext(stream=str(path) if video else None, frame_id=i,
+                                                        time_s=i / fps if video else None)):
                             result = run_stage(stage, bgr, "BGR8", 0, i)
                     except ClientError as exc:
                         if exc.code not in FRAME_PROBLEMS:

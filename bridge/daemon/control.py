@@ -24,6 +24,7 @@ from ..formats.imageio import WRITE_EXTENSIONS
 from ..formats.paths import resolve_input, resolve_output
 from ..osc import OscArg, OscDecodeError, OscMessage, decode_packet, encode_message
 from ..pose.keypoints import parse_keypoint_args
+from ..pose.tracker.smoothing import SmoothingSettings
 from ..shm import ShmError
 from ..util import metrics
 from ..util.frame_context import VIEWS
@@ -170,6 +171,9 @@ class Controller:
         self._safe_policies: OrderedDict[Hashable, str] = OrderedDict()  # bounded by max_clients
         self._mirrored: OrderedDict[Hashable, bool] = OrderedDict()  # /mirror, bounded by max_clients
         self._views: OrderedDict[Hashable, str] = OrderedDict()  # /view, bounded by max_clients
+        self._people: OrderedDict[Hashable, int] = OrderedDict()  # /people, bounded by max_clients
+        self._smoothing: OrderedDict[Hashable, SmoothingSettings] = OrderedDict()  # /smoothing, bounded
+        self._card_smoothing: SmoothingSettings | None = None  # the tracker card's, read once
         self._rate = HostRateLimit(config.security.max_packets_per_s, config.osc.max_clients)
         self._authorized: OrderedDict[str, float] = OrderedDict()  # hosts that sent the token, bounded
         self.rate_limited_packets = 0
@@ -185,6 +189,8 @@ class Controller:
             f"{protocol.PREFIX}/safe": self._safe,
             f"{protocol.PREFIX}/mirror": self._mirror,
             f"{protocol.PREFIX}/view": self._view,
+            f"{protocol.PREFIX}/people": self._people_count,
+            f"{protocol.PREFIX}/smoothing": self._smoothing_settings,
             f"{protocol.PREFIX}/auth": self._auth,
             f"{protocol.PREFIX}/shutdown": self._shutdown,
             f"{protocol.PREFIX}/keypoints": self._keypoints,
@@ -288,6 +294,8 @@ class Controller:
         self._safe_policies.pop(key, None)
         self._mirrored.pop(key, None)
         self._views.pop(key, None)
+        self._people.pop(key, None)
+        self._smoothing.pop(key, None)
         self._pipeline.forget_client(key)
         for name in self._channels.names():
             self._pipeline.forget_client((key, name))
@@ -451,12 +459,49 @@ class Controller:
             self._remember(self._views, peer.key, view)
         peer.reply(encode_message(protocol.VIEW, self._views.get(peer.key, "person")))
 
+    def _people_count(self, peer: Peer, args: _Args) -> None:
+        if args.values:
+            count = int(args.values[0])  # type: ignore[arg-type]
+            if not 1 <= count <= protocol.MAX_TRACKED_PEOPLE:
+                raise ClientError("bad_arguments", f"people must be 1..{protocol.MAX_TRACKED_PEOPLE}, not {count}")
+            self._remember(self._people, peer.key, count)
+        peer.reply(encode_message(protocol.PEOPLE, self._people.get(peer.key, self._config.pipeline.max_people)))
+
+    def _default_smoothing(self) -> SmoothingSettings:
+        if self._card_smoothing is None:
+            catalog = getattr(self._pipeline, "catalog", None)
+            found = stages.tracker_smoothing(catalog) if catalog is not None else None
+            self._card_smoothing = found if isinstance(found, SmoothingSettings) else SmoothingSettings()
+        return self._card_smoothing
+
+    def _smoothing_settings(self, peer: Peer, args: _Args) -> None:
+        current = self._smoothing.get(peer.key) or self._default_smoothing()
+        if args.signature == "i":
+            value = int(args.values[0])  # type: ignore[arg-type]
+            if value not in (0, 1):
+                raise ClientError("bad_arguments", f"smoothing i takes 0 (off) or 1 (on), not {value}")
+            self._remember(self._smoothing, peer.key, current.with_values(enabled=bool(value)))
+        elif args.values:
+            names = ("min_cutoff", "beta", "derivate_cutoff")
+            changes = {name: float(v) for name, v in zip(names, args.values)}  # type: ignore[arg-type]
+            try:
+                settings = current.with_values(enabled=True, **changes)
+            except ValueError as exc:
+                raise ClientError("bad_arguments", f"smoothing: {exc}") from None
+            self._remember(self._smoothing, peer.key, settings)
+        s = self._smoothing.get(peer.key) or self._default_smoothing()
+        peer.reply(encode_message(protocol.SMOOTHING, int(s.enabled), float(s.min_cutoff), float(s.beta),
+                                  float(s.derivate_cutoff)))
+
     def attach_safe(self, job: FrameJob, peer_key: Hashable) -> None:
-        """Give ``job`` its client's settings: the safe-output policy, mirror and view (the mailbox
+        """Give ``job`` its client's settings: the safe-output policy, mirror, view, the tracker's
+        people and smoothing (the mailbox
         key may be (client, channel); the settings belong to the client)."""
         job.safe = self._pipeline.safe_output(self._policy_of(peer_key), job.client)
         job.mirror = self._mirrored.get(peer_key, False)
         job.view = self._views.get(peer_key, "person")
+        job.max_people = self._people.get(peer_key)
+        job.smoothing = self._smoothing.get(peer_key)
 
     def _submit(self, job: FrameJob) -> None:
         self.attach_safe(job, job.client[0] if isinstance(job.client, tuple) and len(job.client) == 2

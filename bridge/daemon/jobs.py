@@ -102,6 +102,9 @@ class FrameJob:
     # its camera picture is mirrored; it wants the pose image ("pose") instead of the person.
     mirror: bool = field(default=False, repr=False)
     view: str = field(default="person", repr=False)
+    # The camera tracker's per-client settings (/people, /smoothing); None = the daemon's defaults.
+    max_people: int | None = field(default=None, repr=False)
+    smoothing: Any = field(default=None, repr=False)
     # Set by the stall watchdog when it hands this frame to a new worker: the stuck thread, if
     # it ever returns, must neither publish nor write (its slot or file now belongs to the retry).
     abandoned: bool = field(default=False, repr=False)
@@ -115,8 +118,10 @@ class FrameJob:
         raise NotImplementedError
 
     def context(self) -> FrameContext:
-        """What the stage may know about this frame's client (tracking identity, mirror, view)."""
-        return FrameContext(stream=self.client, mirror=self.mirror, view=self.view, frame_id=self.frame_id)
+        """What the stage may know about this frame's client (tracking identity, mirror, view, the
+        tracker's settings) and when the frame arrived."""
+        return FrameContext(stream=self.client, mirror=self.mirror, view=self.view, frame_id=self.frame_id,
+                            time_s=self.received_ns / 1e9, max_people=self.max_people, smoothing=self.smoothing)
 
 
 @dataclass

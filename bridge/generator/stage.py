@@ -34,7 +34,7 @@ import numpy as np
 from ..cards import ModelCard
 from ..errors import BridgeError, ClientError, ModelLoadError
 from ..pose.types import PoseResult
-from ..util.frame_context import current_frame
+from ..util.frame_context import FrameContext, current_frame
 from ..util.metrics import timed
 from .checkpoint import load_generator
 from .engine import GeneratorEngine
@@ -56,6 +56,7 @@ class GeneratorOptions:
     seed: int = 0
     warm_up: bool = True
     tracker_threads: int = 1  # TFLite threads of the camera tracker (1 measured best on 2 cores)
+    max_people: int = 1  # people the camera tracker follows per client (a client may ask for another count)
     check_pose_images: bool = True  # image pose source: refuse frames that are not pose images
 
 
@@ -131,6 +132,12 @@ class KeypointPose:
         self.style, self.poser, self.unavailable = style, poser, unavailable
         self.last_keypoints: object | None = None  # the last camera frame's KeypointFrame, for tests
 
+    def camera_keypoints(self, rgb: np.ndarray, ctx: FrameContext) -> object:
+        """The tracker's people in a camera frame, with the client's stream, arrival time, people
+        count and smoothing settings (:mod:`bridge.util.frame_context`)."""
+        return self.poser.keypoints(rgb, ctx.stream, ctx.frame_id, now=ctx.time_s,  # type: ignore[attr-defined]
+                                    max_people=ctx.max_people, smoothing=ctx.smoothing)
+
     def pose_image(self, rgb: np.ndarray) -> np.ndarray:
         from ..pose.camera import NoPerson
         from ..pose.keypoints import keypoints_to_pose
@@ -139,7 +146,7 @@ class KeypointPose:
         ctx = current_frame()
         if self.poser is None:
             raise ClientError("tracker_unavailable", self.unavailable or "the body tracker is not loaded", ctx.frame_id)
-        frame = self.poser.keypoints(rgb, ctx.stream, ctx.frame_id)  # type: ignore[attr-defined]
+        frame = self.camera_keypoints(rgb, ctx)
         self.last_keypoints = frame
         result = keypoints_to_pose(frame)
         if result.empty:
@@ -175,7 +182,7 @@ class ShapedDensePose(KeypointPose):
         ctx = current_frame()
         if self.poser is None:
             raise ClientError("tracker_unavailable", self.unavailable or "the body tracker is not loaded", ctx.frame_id)
-        frame = self.poser.keypoints(rgb, ctx.stream, ctx.frame_id)  # type: ignore[attr-defined]
+        frame = self.camera_keypoints(rgb, ctx)
         self.last_keypoints = frame
         drawn = keypoints_to_pose(frame)
         if drawn.empty:
@@ -313,12 +320,12 @@ def make_generator_stage(card: ModelCard, options: GeneratorOptions, densepose_c
     if pose_name == "image":
         pose = ImagePose(card.input.pose_style, check=options.check_pose_images)
     elif pose_name == "keypoints":
-        poser, why = _camera_poser(tracker_card, options.tracker_threads)
+        poser, why = _camera_poser(tracker_card, options.tracker_threads, options.max_people)
         pose = KeypointPose(card.input.pose_style, poser, why)
     elif pose_name == "densepose":
         pose = DensePosePose(_densepose_predictor(densepose_card, options.device), card.input.pose_style)
     elif pose_name == "tracker-densepose":
-        poser, why = _camera_poser(tracker_card, options.tracker_threads)
+        poser, why = _camera_poser(tracker_card, options.tracker_threads, options.max_people)
         segmenter, why_mask = _segmenter(tracker_card, options.tracker_threads) if poser is not None else (None, "")
         pose = ShapedDensePose(card.input.pose_style, poser, segmenter, why or why_mask)
     else:
@@ -330,16 +337,22 @@ def make_generator_stage(card: ModelCard, options: GeneratorOptions, densepose_c
     return stage
 
 
-def _camera_poser(card: ModelCard | None, threads: int) -> tuple[object | None, str]:
+def _camera_poser(card: ModelCard | None, threads: int, max_people: int = 1) -> tuple[object | None, str]:
     """The body tracker for camera frames, or (None, why it cannot run). Never raises: a keypoint
-    model still serves keypoint messages without it."""
+    model still serves keypoint messages without it. Smoothing and hold: the card's ``[smoothing]``
+    and ``[tracking]`` tables."""
     if card is None:
         return None, "the camera tracker's card models/blazepose is missing"
     try:
-        from ..pose.camera import CameraPoser, shared_tracker_models
+        from ..pose.camera import CameraPoser, card_settings, shared_tracker_models
 
+        try:
+            smoothing, tracking = card_settings(card.extra)
+        except ValueError as exc:
+            raise ModelLoadError(f"{card.folder}/card.toml: {exc}") from None
         table = card.extra.get("tracker")
-        return CameraPoser(shared_tracker_models(card.folder, table if isinstance(table, dict) else {}, threads)), ""
+        models = shared_tracker_models(card.folder, table if isinstance(table, dict) else {}, threads)
+        return CameraPoser(models, max_people=max_people, smoothing=smoothing, tracking=tracking), ""
     except BridgeError as exc:
         log.warning("camera frames for keypoint models cannot be posed: %s", exc)
         return None, str(exc)

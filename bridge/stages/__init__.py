@@ -163,7 +163,7 @@ def _load_card_stage(card: ModelCard, catalog: Catalog) -> Stage:
     from ..generator.stage import GeneratorOptions, make_generator_stage
 
     options = GeneratorOptions(device=cfg.device, precision=cfg.precision, norm_mode=cfg.norm_mode, accel=cfg.accel,
-                               pose=cfg.pose, warm_up=cfg.warm_up)
+                               pose=cfg.pose, warm_up=cfg.warm_up, max_people=cfg.max_people)
     pose = cfg.pose or card.input.pose_source
     dp_card = catalog.card(cfg.densepose_model) if pose == "densepose" else None
     tracker_card = _tracker_card(catalog) if pose in ("keypoints", "tracker-densepose") else None
@@ -175,6 +175,19 @@ def _tracker_card(catalog: Catalog) -> ModelCard | None:
 
     card = find_card(TRACKER_CARD, catalog.dirs)
     return card if card is not None and card.kind == "tracker" else None
+
+
+def tracker_smoothing(catalog: Catalog) -> object:
+    """The camera tracker card's ``[smoothing]`` settings (MediaPipe's where the card or table is
+    missing or wrong): what a client's ``/pose2person/smoothing`` starts from."""
+    from ..pose.tracker.smoothing import SmoothingSettings, settings_from_table
+
+    card = _tracker_card(catalog)
+    table = card.extra.get("smoothing") if card is not None else None
+    try:
+        return settings_from_table(table if isinstance(table, dict) else None)
+    except ValueError:
+        return SmoothingSettings()
 
 
 _default = Catalog()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Hashable, Iterator
+from typing import Any, Hashable, Iterator
 
 VIEWS: tuple[str, ...] = ("person", "pose")
 
@@ -24,12 +24,19 @@ VIEWS: tuple[str, ...] = ("person", "pose")
 class FrameContext:
     """``stream``: the tracking identity (a client, or a client's shm channel); None = none.
     ``mirror``: the client's picture is mirrored. ``view``: ``person`` (the generated picture) or
-    ``pose`` (the pose image the generator would get). ``frame_id``: for error replies."""
+    ``pose`` (the pose image the generator would get). ``frame_id``: for error replies.
+    ``time_s``: when the frame arrived (seconds on a monotonic clock; None = when it is posed),
+    which times the camera tracker's smoothing. ``max_people``: the client's ``/people`` (None =
+    the daemon's ``--max-people``). ``smoothing``: the client's ``/smoothing`` settings, a
+    :class:`bridge.pose.tracker.smoothing.SmoothingSettings` (None = the tracker card's)."""
 
     stream: Hashable = None
     mirror: bool = False
     view: str = "person"
     frame_id: int = -1
+    time_s: float | None = None
+    max_people: int | None = None
+    smoothing: Any = None
 
 
 NO_CONTEXT = FrameContext()

@@ -22,9 +22,9 @@ class TrackerModels:
     landmarks: LandmarkModel
 
     def new_tracker(self, max_people: int = 1, static: bool = False,
-                    redetect_every: int = DEFAULT_REDETECT_EVERY) -> BodyTracker:
+                    redetect_every: int = DEFAULT_REDETECT_EVERY, reacquire_s: float = 0.0) -> BodyTracker:
         return BodyTracker(self.detector, self.landmarks, max_people=max_people, static=static,
-                           redetect_every=redetect_every)
+                           redetect_every=redetect_every, reacquire_s=reacquire_s)
 
 
 def load_tracker_models(folder: Path, pins: TrackerPins, threads: int = 1) -> TrackerModels:

@@ -10,7 +10,16 @@ afterwards the previous frame's auxiliary landmarks give the next region, which 
    person is found again without a frame's delay); while at least one person is tracked, it runs
    at most every ``redetect_every`` frames, which bounds the cost of looking for newcomers;
 3. a detection whose box overlaps a tracked person (IoU > 0.3 against the landmarks' bounds) is
-   that person, not a newcomer; two tracks that converge on one body keep the older identity.
+   that person, not a newcomer;
+4. identities through crossings (``reacquire_s`` > 0): each track keeps its body's centre and a
+   smoothed velocity. When two tracks converge on one body (people crossing, one in front), the
+   track whose own predicted position (centre + velocity x dt) is nearer the body keeps it; the
+   other is *lost*, not forgotten. A newcomer found within ``reacquire_s`` of a loss whose centre
+   lies within ``REACQUIRE_DISTANCE`` body sizes (more the longer it is lost) of a lost track's
+   predicted position is that
+   person again and gets the old identity back (the nearest such track); after ``reacquire_s`` a
+   lost track is forgotten and a returning person is a new identity. ``reacquire_s`` 0 (the
+   default here; the camera poser uses the card's hold) never links.
 
 ``static=True`` forgets every region after each frame (a photo collection: MediaPipe's
 ``static_image_mode``). Identities are small integers, never reused within a stream.
@@ -20,7 +29,7 @@ Thread contract: one :class:`BodyTracker` per stream, used from one thread at a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,8 +38,16 @@ from .landmarks import LandmarkModel, Landmarks
 from .roi import Roi
 
 SAME_PERSON_IOU = 0.3
+CONVERGED_IOU = 0.5
 DEFAULT_REDETECT_EVERY = 10
 BOUNDS_MIN_VISIBILITY = 0.5
+# How near (body sizes) a newcomer must be to a lost track's predicted centre to be that person:
+# the reach grows with the time lost, as the prediction grows less certain.
+REACQUIRE_DISTANCE = 0.3
+REACQUIRE_GROWTH = 0.5  # body sizes per second lost
+JUMP = 0.2  # body sizes off its predicted centre: a carried track jumped to another body
+VELOCITY_STEPS = 5  # a track's velocity: the median of its last frame-to-frame velocities
+ASSUMED_FPS = 30.0  # frames without timestamps are taken as 1/30 s apart
 
 
 @dataclass(frozen=True)
@@ -57,19 +74,55 @@ def landmark_bounds(points: np.ndarray) -> np.ndarray:
     return np.array([sel[:, 0].min(), sel[:, 1].min(), sel[:, 0].max(), sel[:, 1].max()], dtype=np.float64)
 
 
+SHOULDERS = (11, 12)  # a body's centre that arms and legs do not move, in view from a seat or standing
+
+
+def _centre_and_size(points: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float]:
+    """A body's centre (between the shoulders) and size (mean side of the visible landmarks'
+    bounds), in frame pixels."""
+    scale = np.array([width, height], dtype=np.float64)
+    b = landmark_bounds(points)
+    centre = points[list(SHOULDERS), :2].astype(np.float64).mean(axis=0) * scale
+    return centre, float(((b[2] - b[0]) * width + (b[3] - b[1]) * height) / 2)
+
+
 @dataclass
 class _Track:
     track_id: int
     roi: Roi
     first_frame: int
     landmarks: Landmarks | None = None
+    centre: np.ndarray | None = None  # the torso's centre, pixels
+    size: float = 0.0  # mean side of the visible landmarks' bounds, pixels
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # pixels per second
+    seen: float = 0.0  # time of the last landmarks
+    steps: list[np.ndarray] = field(default_factory=list)  # the last frame-to-frame velocities
+
+    def predicted(self, now: float) -> np.ndarray:
+        assert self.centre is not None
+        return self.centre + self.velocity * max(0.0, now - self.seen)
+
+    def deviation(self, landmarks: Landmarks, now: float, width: int, height: int) -> float:
+        """How far (in body sizes) these landmarks lie from where this track expected its body."""
+        if self.centre is None:
+            return 0.0
+        centre, size = _centre_and_size(landmarks.points, width, height)
+        return float(np.linalg.norm(self.predicted(now) - centre)) / max(self.size, size, 1.0)
+
+    def observe(self, landmarks: Landmarks, now: float, width: int, height: int) -> None:
+        centre, size = _centre_and_size(landmarks.points, width, height)
+        if self.centre is not None and now > self.seen:
+            self.steps = (self.steps + [(centre - self.centre) / (now - self.seen)])[-VELOCITY_STEPS:]
+            self.velocity = np.median(np.stack(self.steps), axis=0)  # one odd frame does not throw it
+        self.landmarks, self.centre, self.size, self.seen = landmarks, centre, size, now
 
 
 class BodyTracker:
     """Frames of one stream -> the people in them, identities kept across frames."""
 
     def __init__(self, detector: PoseDetector, landmark_model: LandmarkModel, max_people: int = 1,
-                 static: bool = False, redetect_every: int = DEFAULT_REDETECT_EVERY) -> None:
+                 static: bool = False, redetect_every: int = DEFAULT_REDETECT_EVERY,
+                 reacquire_s: float = 0.0) -> None:
         if max_people < 1:
             raise ValueError("max_people must be >= 1")
         self.detector = detector
@@ -77,7 +130,9 @@ class BodyTracker:
         self.max_people = max_people
         self.static = static
         self.redetect_every = max(1, redetect_every)
+        self.reacquire_s = max(0.0, reacquire_s)
         self._tracks: list[_Track] = []
+        self._lost: list[_Track] = []  # recently lost tracks that a newcomer may turn out to be
         self._next_id = 0
         self._frame = 0
         self._last_detection = -(10**9)
@@ -87,6 +142,7 @@ class BodyTracker:
     def reset(self) -> None:
         """Forget everyone (a cut in the video, a new camera)."""
         self._tracks = []
+        self._lost = []
 
     @property
     def tracked(self) -> int:
@@ -99,26 +155,51 @@ class BodyTracker:
         self.max_people = count
         self._tracks = self._tracks[:count]
 
-    def update(self, rgb: np.ndarray) -> list[TrackedPerson]:
-        """The people in this RGB uint8 frame, oldest track first."""
+    @property
+    def lost_ids(self) -> list[int]:
+        """Identities lost within ``reacquire_s`` (a newcomer near one of them gets it back)."""
+        return [t.track_id for t in self._lost]
+
+    def update(self, rgb: np.ndarray, now: float | None = None) -> list[TrackedPerson]:
+        """The people in this RGB uint8 frame, oldest track first. ``now``: the frame's time in
+        seconds (its arrival; None = frames 1/30 s apart), for velocities and ``reacquire_s``."""
         h, w = rgb.shape[:2]
+        if now is None:
+            now = self._frame / ASSUMED_FPS
         detector_runs = landmark_runs = 0
         if self.static:
-            self._tracks = []
-        kept: list[_Track] = []
+            self._tracks, self._lost = [], []
+        self._lost = [t for t in self._lost if now - t.seen <= self.reacquire_s]
+        found: list[tuple[_Track, Landmarks]] = []
         for track in self._tracks:
             landmarks = self.landmark_model.run(rgb, track.roi)
             landmark_runs += 1
             if landmarks is None:
+                self._lose(track)
                 continue
-            track.landmarks = landmarks
+            if self.reacquire_s > 0 and track.deviation(landmarks, now, w, h) > JUMP:
+                self._lose(track)  # jumped to another body (someone passing close): found again below
+                continue
+            clash = next((i for i, (_, other) in enumerate(found) if iou(
+                landmark_bounds(landmarks.points), landmark_bounds(other.points)[None])[0] > CONVERGED_IOU), None)
+            if clash is None:
+                found.append((track, landmarks))
+                continue
+            # Two tracks on one body (people crossing): it stays with the track that expected it there.
+            rival, rival_landmarks = found[clash]
+            if track.deviation(landmarks, now, w, h) < rival.deviation(rival_landmarks, now, w, h):
+                found[clash] = (track, landmarks)
+                self._lose(rival)
+            else:
+                self._lose(track)
+        kept: list[_Track] = []
+        for track, landmarks in found:
             track.roi = landmarks.next_roi(w, h)
-            if any(iou(landmark_bounds(landmarks.points), landmark_bounds(k.landmarks.points)[None])[0]
-                   > 0.5 for k in kept if k.landmarks is not None):
-                continue  # converged on a body an older track already has
+            track.observe(landmarks, now, w, h)
             kept.append(track)
         self._tracks = kept
-        if len(kept) < self.max_people and (not kept or self._frame - self._last_detection >= self.redetect_every):
+        if len(kept) < self.max_people and (not kept or self._lost
+                                            or self._frame - self._last_detection >= self.redetect_every):
             self._last_detection = self._frame
             detector_runs += 1
             for det in self.detector.detect(rgb):
@@ -132,10 +213,33 @@ class BodyTracker:
                 landmark_runs += 1
                 if landmarks is None:
                     continue
-                track = _Track(self._next_id, landmarks.next_roi(w, h), self._frame, landmarks)
-                self._next_id += 1
+                if any(iou(landmark_bounds(landmarks.points), landmark_bounds(t.landmarks.points)[None])[0]
+                       > SAME_PERSON_IOU for t in self._tracks if t.landmarks is not None):
+                    continue  # the detection's landmarks landed on someone already tracked
+                track = self._reacquire(landmarks, now, w, h)
+                if track is None:
+                    track = _Track(self._next_id, roi, self._frame)
+                    self._next_id += 1
+                track.roi = landmarks.next_roi(w, h)
+                track.observe(landmarks, now, w, h)
                 self._tracks.append(track)
+            self._tracks.sort(key=lambda t: t.track_id)
         self._frame += 1
         self.last_runs = (detector_runs, landmark_runs)
         return [TrackedPerson(t.track_id, t.landmarks, self._frame - 1 - t.first_frame)
                 for t in self._tracks if t.landmarks is not None]
+
+    def _lose(self, track: _Track) -> None:
+        if self.reacquire_s > 0 and track.centre is not None:
+            self._lost = [t for t in self._lost if t.track_id != track.track_id] + [track]
+
+    def _reacquire(self, landmarks: Landmarks, now: float, width: int, height: int) -> _Track | None:
+        """The lost track this newcomer is (nearest predicted position within reach), or None."""
+        best, best_d = None, np.inf
+        for lost in self._lost:
+            d = lost.deviation(landmarks, now, width, height)
+            if d <= REACQUIRE_DISTANCE + REACQUIRE_GROWTH * max(0.0, now - lost.seen) and d < best_d:
+                best, best_d = lost, d
+        if best is not None:
+            self._lost.remove(best)
+        return best
