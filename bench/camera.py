@@ -64,8 +64,8 @@ def landmarks_of(frames: list[np.ndarray]) -> list[list[float]]:
 
 
 def run_row(opts: argparse.Namespace, work: Path, mode: str, depth: int, threads: int,
-            frames: list[np.ndarray], keypoints: list[list[float]]) -> dict[str, float]:
-    args = ["--allow-root", str(work), "--pipeline-depth", str(depth), "--stall-timeout", "60"]
+            frames: list[np.ndarray], keypoints: list[list[float]], extra: tuple[str, ...] = ()) -> dict[str, float]:
+    args = ["--allow-root", str(work), "--pipeline-depth", str(depth), "--stall-timeout", "60", *extra]
     if threads:
         args += ["--threads", str(threads)]
     with DaemonProcess(args, shm_dir=work / "shm", start_timeout=300) as daemon, \
