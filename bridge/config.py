@@ -41,6 +41,10 @@ class HttpConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_HTTP_PORT  # 0 = pick a free one (logged)
     enabled: bool = True
+    hosts: tuple[str, ...] = ()  # --http-host: more names the Host header may carry (a DNS name of this machine)
+    monitor: bool = True  # --no-monitor: no thumbnails are taken and /monitor/state answers 404
+    max_websockets: int = 32  # open WebSockets at once (each may hold one message of up to 64 MiB half-sent)
+    ws_queue_bytes: int = 16 * 1024 * 1024  # replies waiting for one WebSocket client; beyond it they are dropped
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,10 @@ class SecurityConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_file_bytes: int = 256 * 1024 * 1024  # an image file bigger than this is refused unread
     token: str = field(default="", repr=False)  # "" = no token; else state-changing messages need /auth
-    max_packets_per_s: float = 2000.0  # per client host; 0 = unlimited (docs/SECURITY.md)
+    max_packets_per_s: float = 2000.0  # OSC messages + HTTP requests per client host and second; 0 = unlimited
+    max_bundle_messages: int = 64  # a bundle with more messages (nested ones counted) is refused whole
+    max_connections: int = 512  # OSC-TCP + HTTP + WebSocket sockets at once (lowered to fit the fd limit)
+    max_connections_per_host: int = 128  # of those, from one client host
 
     def client_allowed(self, host: str) -> bool:
         """True when no --allow-client list is set or ``host`` is inside one of its networks."""
@@ -101,6 +108,7 @@ class PipelineConfig:
     pipeline_depth: int = 0  # frames of one client in flight at once (0 = auto: 2 for DensePose on a GPU, else 1)
     threads: int = 0  # torch intra-op threads for the model (0 = torch's default: one per core)
     max_people: int = 1  # people the camera tracker follows per client (a client's /people changes its own)
+    test_models: bool = False  # --test-models: the test stages (throttle, fault) exist; never otherwise
 
 
 EngineKind = Literal["local", "ray"]
@@ -204,6 +212,10 @@ def resolve(
     stall_timeout_s: float = 10.0,
     token_file: str | None = None,
     rate_limit: float = 2000.0,
+    http_hosts: list[str] | None = None,
+    monitor: bool = True,
+    test_models: bool = False,
+    max_connections: int = 512,
 ) -> Config:
     """Validate raw option values and build the frozen :class:`Config`. Creates missing roots."""
     from .shm import default_shm_dir  # numpy-only module; kept lazy so config imports instantly
@@ -239,12 +251,18 @@ def resolve(
     pipeline = resolve_pipeline(model=model, model_dirs=model_dirs, device=device, precision=precision,
                                 norm_mode=norm_mode, accel=accel, pose=pose, densepose_model=densepose_model,
                                 memory_budget_mb=memory_budget_mb, max_batch=max_batch,
-                                pipeline_depth=pipeline_depth, threads=threads, max_people=max_people)
+                                pipeline_depth=pipeline_depth, threads=threads, max_people=max_people,
+                                test_models=test_models)
+    if not 8 <= max_connections <= 100_000:
+        raise ConfigError(f"--max-connections must be 8..100000, not {max_connections}")
     return Config(
         osc=OscConfig(host=host, port=_check_port("--osc-port", osc_port), tcp=not no_tcp),
-        http=HttpConfig(host=host, port=_check_port("--http-port", http_port), enabled=not no_http),
+        http=HttpConfig(host=host, port=_check_port("--http-port", http_port), enabled=not no_http,
+                        hosts=_check_http_hosts(http_hosts or []), monitor=monitor),
         security=SecurityConfig(allow_roots=tuple(roots), allow_clients=tuple(networks), max_pixels=max_pixels,
-                                token=_read_token(token_file), max_packets_per_s=_check_rate(rate_limit)),
+                                token=_read_token(token_file), max_packets_per_s=_check_rate(rate_limit),
+                                max_connections=max_connections,
+                                max_connections_per_host=max(4, max_connections // 4)),
         shm=ShmConfig(directory=shm_directory.resolve()),
         discovery=DiscoveryConfig(
             enabled=not no_zeroconf, interfaces=interfaces,
@@ -268,7 +286,8 @@ def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None
                      precision: str | None = None, norm_mode: str | None = None, accel: str = "auto",
                      pose: str | None = None, densepose_model: str = DEFAULT_DENSEPOSE_MODEL,
                      memory_budget_mb: int = 4096, warm_up: bool = True, max_batch: int = 1,
-                     pipeline_depth: int = 0, threads: int = 0, max_people: int = 1) -> PipelineConfig:
+                     pipeline_depth: int = 0, threads: int = 0, max_people: int = 1,
+                     test_models: bool = False) -> PipelineConfig:
     """Validate the model-side options (shared by ``serve``, ``run`` and ``check``)."""
     for flag, value, choices in (("--precision", precision, PRECISION_CHOICES),
                                  ("--norm-mode", norm_mode, NORM_MODE_CHOICES),
@@ -296,7 +315,8 @@ def resolve_pipeline(*, model: str = "passthrough", model_dirs: list[str] | None
     return PipelineConfig(model=model, model_dirs=tuple(dirs), device=device, precision=precision,
                           norm_mode=norm_mode, accel=accel, pose=pose, densepose_model=densepose_model,
                           memory_budget_mb=memory_budget_mb, warm_up=warm_up, max_batch=max_batch,
-                          pipeline_depth=pipeline_depth, threads=threads, max_people=max_people)
+                          pipeline_depth=pipeline_depth, threads=threads, max_people=max_people,
+                          test_models=test_models)
 
 
 ENGINE_CHOICES = ("local", "ray")
@@ -358,5 +378,18 @@ def _read_token(token_file: str | None) -> str:
 
 def _check_rate(rate: float) -> float:
     if not 0 <= rate <= 1e6:
-        raise ConfigError(f"--rate-limit must be 0 (unlimited) .. 1000000 packets/s, not {rate}")
+        raise ConfigError(f"--rate-limit must be 0 (unlimited) .. 1000000 messages/s, not {rate}")
     return float(rate)
+
+
+def _check_http_hosts(names: list[str]) -> tuple[str, ...]:
+    """``--http-host`` names: DNS names (or addresses) under which browsers reach this bridge.
+    Lower-cased, without a port; a name with anything but letters, digits, ``-``, ``.``, ``:``
+    is refused (a Host header is compared with these exactly)."""
+    out: list[str] = []
+    for raw in names:
+        name = raw.strip().lower().rstrip(".")
+        if not name or len(name) > 253 or not all(c.isalnum() or c in "-.:[]" for c in name):
+            raise ConfigError(f"--http-host must be a host name or address, not {raw!r}")
+        out.append(name.strip("[]"))
+    return tuple(out)

@@ -171,7 +171,7 @@ def _decode_message(data: bytes) -> OscMessage:
     return OscMessage(address, tags, tuple(args))
 
 
-def _decode_into(data: bytes, out: list[OscMessage], depth: int) -> None:
+def _decode_into(data: bytes, out: list[OscMessage], depth: int, limit: int = 0) -> None:
     if not data:
         raise OscDecodeError("malformed_packet", "empty packet")
     if data.startswith(BUNDLE_TAG):
@@ -187,18 +187,24 @@ def _decode_into(data: bytes, out: list[OscMessage], depth: int) -> None:
             pos += 4
             if size <= 0 or size % 4 or pos + size > len(data):
                 raise OscDecodeError("malformed_packet", "bad bundle element size")
-            _decode_into(data[pos : pos + size], out, depth + 1)
+            _decode_into(data[pos : pos + size], out, depth + 1, limit)
             pos += size
         return
     if data[0:1] != b"/":
         raise OscDecodeError("malformed_packet", "packet is neither an OSC message nor a bundle")
     if len(data) % 4:
         raise OscDecodeError("malformed_packet", "packet size is not a multiple of 4")
+    if limit and len(out) >= limit:
+        raise OscDecodeError("bundle_too_large", f"a bundle may hold at most {limit} messages (nested ones "
+                             "counted); send fewer per bundle")
     out.append(_decode_message(data))
 
 
-def decode_packet(data: bytes) -> list[OscMessage]:
-    """Decode a message or a (nested) bundle into its messages, or raise :class:`OscDecodeError`."""
+def decode_packet(data: bytes, max_messages: int = 0) -> list[OscMessage]:
+    """Decode a message or a (nested) bundle into its messages, or raise :class:`OscDecodeError`.
+
+    ``max_messages`` (0 = no limit): a bundle holding more is refused with ``bundle_too_large``
+    as soon as the first message over the limit is reached, before it is decoded."""
     out: list[OscMessage] = []
-    _decode_into(bytes(data), out, 0)
+    _decode_into(bytes(data), out, 0, max_messages)
     return out

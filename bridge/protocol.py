@@ -63,9 +63,16 @@ ERROR_CODES: dict[str, str] = {
     "unknown_model": "no model of that name",
     "model_load_failed": "the model exists but could not be loaded (the previous model stays active)",
     "model_failed": "the model raised an error on this frame",
-    "not_authorized": "the daemon runs with a control token and this host has not sent /pose2person/auth"
-                      " (or sent a wrong one); remote shutdown also needs a token to be configured",
-    "rate_limited": "this client host sent more packets per second than --rate-limit; the excess is dropped",
+    "not_authorized": "the daemon runs with a control token and this connection (UDP: this address and port)"
+                      " has not sent /pose2person/auth (or sent a wrong one); remote shutdown also needs a token"
+                      " to be configured",
+    "rate_limited": "this client host sent more messages (or HTTP requests) per second than --rate-limit;"
+                    " the excess is dropped",
+    "bundle_too_large": "a bundle with more messages than the bridge takes in one packet (64, nested ones"
+                        " counted); the whole bundle is refused",
+    "too_many_replies": "the replies to one packet would be far larger than the packet; the rest are dropped",
+    "too_many_connections": "the bridge's connection limit (in all or for this host) is reached; try again later",
+    "out_of_resources": "the bridge ran out of file descriptors or memory for this request; try again later",
     "model_unavailable": "the model is loading or restarting after a stall; no picture was made (policy off)",
     "shm_bad_format": "an unsupported shared-memory pixel format",
     "shm_bad_channel": "an invalid shared-memory channel name",

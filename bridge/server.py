@@ -10,6 +10,7 @@ Ctrl-C finishes within 2 s. A second Ctrl-C exits at once.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -18,6 +19,8 @@ from typing import Any
 
 from . import __version__, stages
 from .config import Config
+from .daemon.access import AccessPolicy
+from .daemon.budget import raise_fd_limit
 from .daemon.control import Controller, Router
 from .daemon.memtune import tune_allocator
 from .daemon.monitor import FrameTap
@@ -27,6 +30,7 @@ from .errors import TransportError
 from .transports.osc_tcp import OscTcpServer
 from .transports.osc_udp import OscUdpServer
 from .util import metrics
+from .util.logutil import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,8 @@ OSC_PORT_ZERO_ATTEMPTS = 20  # --osc-port 0: free UDP ports tried until one is f
 SHUTDOWN_BUDGET_S = 1.8  # whole graceful shutdown, s; every step takes its share of what is left
 SHUTDOWN_STEP_CAP_S = 0.6  # most one network step (zeroconf, HTTP, TCP) may take, s
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+CATALOG_REFRESH_S = 5.0  # model folders are re-read this often, off the loop (messages read the snapshot)
+_FD_ERRNOS = (errno.EMFILE, errno.ENFILE)
 
 
 class Bridge:
@@ -46,7 +52,11 @@ class Bridge:
         self.started: asyncio.Event | None = None  # created on the loop in serve()
         self.pipeline = Pipeline(config.pipeline.model, config.pipeline, config.engine, config.safety)
         self.monitor = FrameTap()  # the monitor page's bounded view of the pipeline
-        self.pipeline.monitor = self.monitor
+        if config.http.monitor:  # --no-monitor: no thumbnails are ever taken
+            self.pipeline.monitor = self.monitor
+        self.access: AccessPolicy | None = None  # made at start-up, once the fd limit is known
+        self._ratelog = RateLimitedLog(log)
+        self._catalog_task: asyncio.Task[None] | None = None
         self.router = Router(config.osc.max_clients * 4)
         self.channels: ChannelRegistry | None = None
         self.controller: Controller | None = None
@@ -61,11 +71,14 @@ class Bridge:
     def run(self) -> None:
         """Run until SIGINT/SIGTERM (blocking). Raises BridgeError subclasses on start-up failure."""
         tune_allocator()  # process-wide, so only when the daemon owns the process
+        soft, hard = raise_fd_limit()  # room for client sockets beside files and channels
+        log.debug("descriptor limit %d (hard %d)", soft, hard)
         asyncio.run(self.serve())
 
     async def serve(self) -> None:
         self._exit_event = asyncio.Event()
         self.started = asyncio.Event()
+        asyncio.get_running_loop().set_exception_handler(self._loop_exception)
         restore = self._install_signal_handlers()
         try:
             try:
@@ -104,11 +117,30 @@ class Bridge:
             "safe_output": self.config.safety.safe_output,
             "malformed_packets": self.controller.malformed_packets if self.controller else 0,
             "rate_limited_packets": self.controller.rate_limited_packets if self.controller else 0,
+            "connections": self._connection_figures(),
             "shm_channels": self.channels.names() if self.channels else [],
             "endpoints": dict(self.endpoints),
             "engine": self.pipeline.engine.describe(),
             **metrics.health_figures(self.pipeline, self.controller.recorder if self.controller else None),  # uptime, stages, queue, process (bridge/util/metrics.py)
         }
+
+    def _connection_figures(self) -> dict[str, Any]:
+        if self.access is None:
+            return {}
+        budget = self.access.connections
+        return {"open": budget.open, "limit": budget.total, "per_host_limit": budget.per_host,
+                "refused": budget.refused, **{f"open_{k}": v for k, v in sorted(budget.by_surface.items())}}
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Out of descriptors is a state, not a bug: one clear, rate-limited line instead of a
+        traceback per refused accept (asyncio retries accepting a second later by itself)."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _FD_ERRNOS:
+            self._ratelog.log(logging.ERROR, "out of descriptors",
+                              "out of file descriptors (%s): new connections wait; raise `ulimit -n` or lower "
+                              "--max-connections", exc.strerror or exc)
+            return
+        loop.default_exception_handler(context)
 
     def metrics_text(self) -> str:
         """What ``GET /metrics`` answers: Prometheus text format 0.0.4."""
@@ -119,6 +151,7 @@ class Bridge:
         cfg = self.config
         # A misspelt model name fails before any port is opened (loading it comes later).
         self.pipeline.catalog.validate(cfg.pipeline.model)
+        self.access = AccessPolicy(cfg)  # every surface asks this one policy (bridge/daemon/access.py)
         # 1. transports
         osc_port = await self._start_osc()
         http_port: int | None = None
@@ -127,18 +160,24 @@ class Bridge:
             from .transports.ws import WebRoutes
 
             assert self.controller is not None
-            web_routes = WebRoutes(cfg, self.controller, self.pipeline, self.monitor)
+            web_routes = WebRoutes(cfg, self.controller, self.pipeline, self.monitor, access=self.access)
             self.http = OscQueryServer(cfg.http, osc_host=cfg.osc.host, osc_port_fn=lambda: osc_port,
                                        name=cfg.discovery.instance_name, status_fn=self.health,
                                        metrics_fn=self.metrics_text,
-                                       value_fn=self._osc_value, routes=web_routes.install)
+                                       value_fn=self._osc_value, routes=web_routes.install, access=self.access)
             http_port = await self.http.async_start()
             base = f"http://{_fmt_host(cfg.http.host)}:{http_port}"
             self._endpoint("http", f"{base}/ (OSCQuery, /health)")
             self._endpoint("ws", f"ws{base[4:]}/ws (OSC and frames)")
             self._endpoint("web", f"{base}/web/ (browser page), {base}/monitor (monitor)")
+            if cfg.http.monitor:
+                # Like Jupyter: the monitor's pictures need a key; the URL that carries it is printed
+                # here (the control token is never printed: its owner knows it).
+                key = "<the control token>" if self.access.key_is_token else self.access.monitor_key
+                log.info("monitor %s/monitor?key=%s (camera pictures: keep this URL private)", base, key)
         # 2. pipeline
         await self.pipeline.async_start()
+        self._catalog_task = asyncio.get_running_loop().create_task(self._refresh_catalog())
         # 3. discovery, last
         if cfg.discovery.enabled:
             from .daemon.discovery import Advertiser  # zeroconf: loaded only when used
@@ -149,7 +188,19 @@ class Bridge:
         for root in cfg.security.allow_roots:
             log.info("allow-root %s", root)
         log.info("shm directory %s", cfg.shm.directory)
+        log.info("%d client connections at most (%d per host; OSC-TCP, HTTP and WebSocket together)",
+                 self.access.connections.total, self.access.connections.per_host)
         log.info("pose2person %s ready (model %s)", __version__, self.pipeline.model_name)
+
+    async def _refresh_catalog(self) -> None:
+        """Re-read the model folders every few seconds on a thread, so that a message naming a
+        model only reads the catalog's snapshot (a flood of names costs no disk reads)."""
+        while True:
+            await asyncio.sleep(CATALOG_REFRESH_S)
+            try:
+                await asyncio.to_thread(self.pipeline.catalog.refresh)
+            except Exception as exc:  # a half-written card: keep the old snapshot
+                self._ratelog.log(logging.WARNING, "catalog", "model folders not re-read: %s", exc)
 
     async def _start_osc(self) -> int:
         """Bind OSC UDP and TCP on one port number; returns it.
@@ -167,7 +218,8 @@ class Bridge:
                 if not cfg.osc.tcp:
                     break
                 assert self.controller is not None and self.udp is not None
-                tcp = OscTcpServer(cfg.osc.host, port, self.controller, cfg.osc.max_packet_bytes)
+                tcp = OscTcpServer(cfg.osc.host, port, self.controller, cfg.osc.max_packet_bytes,
+                                   connections=self.controller.access.connections)
                 try:
                     await tcp.async_start()
                 except TransportError:
@@ -191,7 +243,7 @@ class Bridge:
         cfg = self.config
         # Channel files are named after the OSC port, known only after binding (port 0).
         self.channels = ChannelRegistry(cfg.shm, cfg.security, tag=str(cfg.osc.port))
-        self.controller = Controller(cfg, self.pipeline, self.channels, self.router)
+        self.controller = Controller(cfg, self.pipeline, self.channels, self.router, access=self.access)
         self.controller.request_shutdown = self.request_exit  # /pose2person/shutdown (token-guarded)
         self.udp = OscUdpServer(cfg.osc.host, cfg.osc.port, self.controller)
         port = await self.udp.async_start()
@@ -210,6 +262,8 @@ class Bridge:
     async def shutdown(self) -> None:
         log.info("shutting down")
         deadline = asyncio.get_running_loop().time() + SHUTDOWN_BUDGET_S
+        if self._catalog_task is not None:
+            self._catalog_task.cancel()
         if self.advertiser is not None:
             await self._bounded(self.advertiser.async_stop(), "zeroconf withdrawal", deadline, SHUTDOWN_STEP_CAP_S)
         if self.http is not None:

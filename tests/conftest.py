@@ -46,6 +46,13 @@ class RunningBridge:
     root: Path
     shm_dir: Path
     log_lines: list[str] = field(default_factory=list)
+    monitor_key: str | None = None  # the random key of the monitor URL it logged (None with a control token)
+
+    def url(self, path: str, key: str | None = None) -> str:
+        """``http://127.0.0.1:PORT/path``, carrying the monitor key (or ``key``) for the private reads."""
+        key = key or self.monitor_key
+        sep = "&" if "?" in path else "?"
+        return f"http://127.0.0.1:{self.http_port}{path}" + (f"{sep}key={key}" if key else "")
 
     def client(self, timeout: float = 5.0) -> BridgeClient:
         return BridgeClient("127.0.0.1", self.osc_port, timeout=timeout)
@@ -68,10 +75,13 @@ class RunningBridge:
 
 
 def start_bridge(tmp_path: Path, *extra: str, zeroconf: bool = False, http: bool = False,
-                 timeout: float = 20.0, preexec_fn: Callable[[], None] | None = None) -> RunningBridge:
+                 timeout: float = 20.0, preexec_fn: Callable[[], None] | None = None,
+                 test_models: bool = True) -> RunningBridge:
     """Start a daemon on free ports, with its own allow-root and shm dir under ``tmp_path``.
 
-    ``preexec_fn`` runs in the child before exec (fault tests set resource limits there)."""
+    ``preexec_fn`` runs in the child before exec (fault tests set resource limits there).
+    ``test_models``: pass ``--test-models``, so ``throttle:<ms>`` and ``fault:<kind>`` exist (most
+    tests use them); tests of the refusal start a daemon without it."""
     root = tmp_path / "root"
     shm_dir = tmp_path / "shm"
     root.mkdir(exist_ok=True)
@@ -80,6 +90,8 @@ def start_bridge(tmp_path: Path, *extra: str, zeroconf: bool = False, http: bool
            "--allow-root", str(root), "--shm-dir", str(shm_dir), "--log-level", "info"]
     cmd += ["--http-port", "0"] if http else ["--no-http"]
     cmd += ["--zeroconf-interface", "127.0.0.1"] if zeroconf else ["--no-zeroconf"]
+    if test_models:
+        cmd += ["--test-models"]
     if "--model" not in extra:
         cmd += ["--model", "passthrough"]  # fast to start; the demo model's own tests ask for it
     cmd += list(extra)
@@ -104,7 +116,9 @@ def start_bridge(tmp_path: Path, *extra: str, zeroconf: bool = False, http: bool
     text = "\n".join(lines)
     osc = int(re.search(r"osc\.udp://127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]
     http_match = re.search(r"http://127\.0\.0\.1:(\d+)", text)
-    return RunningBridge(proc, osc, int(http_match.group(1)) if http_match else None, root, shm_dir, lines)
+    key_match = re.search(r"/monitor\?key=([A-Za-z0-9_-]+) ", text)
+    return RunningBridge(proc, osc, int(http_match.group(1)) if http_match else None, root, shm_dir, lines,
+                         key_match.group(1) if key_match else None)
 
 
 @pytest.fixture

@@ -173,10 +173,12 @@ def test_tcp_port_in_use_exits_3(tmp_path: Path) -> None:
         again.bind(("127.0.0.1", port))
 
 
-@pytest.mark.parametrize("model, words", [("no-such-model", "unknown model"),
-                                          ("throttle:abc", "throttle needs milliseconds")])
-def test_bad_model_exits_3(tmp_path: Path, model: str, words: str) -> None:
-    proc = serve(tmp_path, "--osc-port", "0", "--model", model)
+@pytest.mark.parametrize("model, flags, words", [("no-such-model", (), "unknown model"),
+                                                 ("throttle:abc", ("--test-models",), "throttle needs milliseconds"),
+                                                 ("throttle:20", (), "needs --test-models"),
+                                                 ("fault:raise", (), "needs --test-models")])
+def test_bad_model_exits_3(tmp_path: Path, model: str, flags: tuple[str, ...], words: str) -> None:
+    proc = serve(tmp_path, "--osc-port", "0", "--model", model, *flags)
     assert proc.returncode == 3, proc.stderr
     error_lines = [ln for ln in proc.stderr.splitlines() if " ERROR " in ln]
     assert len(error_lines) == 1 and words in error_lines[0], proc.stderr

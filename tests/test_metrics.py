@@ -129,7 +129,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBridge]:
 
 
 def _get(daemon: RunningBridge, path: str) -> tuple[str, bytes]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{daemon.http_port}{path}", timeout=5) as r:
+    with urllib.request.urlopen(daemon.url(path), timeout=5) as r:  # with the monitor key: private figures
         return r.headers["Content-Type"], r.read()
 
 

@@ -167,7 +167,9 @@ def test_daemon_serves_oscquery_and_health(tmp_path: Path) -> None:
         assert status == 200
         nodes = _walk(root)
         assert nodes["/pose2person/model"]["VALUE"] == ["passthrough"]
-        status, health = _get(running.http_port, "/health")
+        status, health = _get(running.http_port, "/health")  # without the monitor key: liveness only
+        assert status == 200 and set(health) == {"status", "version"} and health["status"] == "ok"
+        status, health = _get(running.http_port, f"/health?key={running.monitor_key}")
         assert status == 200 and health["status"] == "ok" and health["model"] == "passthrough"
         status, info = _get(running.http_port, "/?HOST_INFO")
         assert status == 200 and info["OSC_PORT"] == running.osc_port

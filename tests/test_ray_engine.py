@@ -205,7 +205,7 @@ def local_bridge(models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def health(bridge: RunningBridge) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{bridge.http_port}/health", timeout=5) as resp:
+    with urllib.request.urlopen(bridge.url("/health"), timeout=5) as resp:
         return dict(json.loads(resp.read()))
 
 

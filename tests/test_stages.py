@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bridge import stages
+from bridge.config import PipelineConfig
 from bridge.errors import ModelLoadError
 from bridge.daemon.stats import LATENCY_WINDOW, PipelineStats
 
@@ -15,8 +16,12 @@ from bridge.daemon.stats import LATENCY_WINDOW, PipelineStats
 # registry
 
 
+TESTING = stages.Catalog(PipelineConfig(test_models=True))  # --test-models: throttle and fault exist
+
+
 def test_available_models() -> None:
-    assert stages.available()[:3] == ["passthrough", "invert", "throttle"]
+    assert stages.available()[:2] == ["passthrough", "invert"]
+    assert TESTING.available()[:4] == ["passthrough", "invert", "throttle", "fault"]
     assert stages.split_name("throttle:50") == ("throttle", "50")
     assert stages.split_name("invert") == ("invert", None)
     assert stages.split_name("throttle:") == ("throttle", "")
@@ -34,17 +39,29 @@ def test_unknown_names(spec: str) -> None:
 def test_load_builtins() -> None:
     assert stages.load("passthrough").name == "passthrough"
     assert stages.load("invert").name == "invert"
-    assert stages.load("throttle").name == "throttle:50"  # default delay
-    assert stages.load("throttle:20").name == "throttle:20"
-    assert stages.load("throttle:0").name == "throttle:0"
-    assert stages.load("throttle:10000").name == "throttle:10000"
+    assert TESTING.load("throttle").name == "throttle:50"  # default delay
+    assert TESTING.load("throttle:20").name == "throttle:20"
+    assert TESTING.load("throttle:0").name == "throttle:0"
+    assert TESTING.load("throttle:10000").name == "throttle:10000"
+
+
+@pytest.mark.parametrize("spec", ["throttle:20", "fault:raise", "fault:hang-after:0", "throttle"])
+def test_test_stages_exist_only_with_test_models(spec: str) -> None:
+    """Issue 17 (6): without --test-models a slow or failing stage is neither listed nor loadable."""
+    plain = stages.Catalog(cached=True)
+    assert not {"throttle", "fault"} & set(plain.available()) and not {"throttle", "fault"} & set(plain.states())
+    for catalog in (plain, stages.Catalog()):
+        with pytest.raises(ModelLoadError, match="--test-models"):
+            catalog.validate(spec)
+        with pytest.raises(ModelLoadError):
+            catalog.load(spec)
 
 
 @pytest.mark.parametrize("spec", ["throttle:abc", "throttle:", "throttle:-1", "throttle:10001", "throttle:nan",
                                   "throttle:inf", "throttle:1e9"])
 def test_throttle_bad_args(spec: str) -> None:
     with pytest.raises(ModelLoadError):
-        stages.load(spec)
+        TESTING.load(spec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,7 +73,7 @@ def test_passthrough_returns_input() -> None:
     image = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     image.flags.writeable = False
     assert stage.process(image, "BGRA8") is image
-    assert stages.load("throttle:0").process(image, "BGRA8") is image
+    assert TESTING.load("throttle:0").process(image, "BGRA8") is image
 
 
 def test_invert_bgra8_keeps_alpha() -> None:

@@ -84,7 +84,7 @@ def test_p5_page_and_monitor_in_chromium(web_bridge: RunningBridge, tmp_path: Pa
 
             monitor = context.new_page()
             monitor.on("pageerror", lambda e: console.append(f"monitor pageerror: {e}"))
-            monitor.goto(f"{base}/monitor")
+            monitor.goto(web_bridge.url("/monitor"))  # the URL the daemon printed, with its monitor key
             # Thumbnails refresh at most twice a second: wait for two taken after the switch back to invert.
             monitor.wait_for_function("window.monitor.lastState && window.monitor.lastState.clients.length > 0")
             first = monitor.evaluate("window.monitor.lastState.clients.find(c => c.client.startsWith('ws ')).version")

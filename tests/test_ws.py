@@ -245,6 +245,10 @@ def test_monitor_state_reports_ws_clients(ws_bridge: RunningBridge) -> None:
             async with session.get(f"{base}/web/../bridge/server.py") as r:
                 assert r.status in (403, 404)
             async with session.get(f"{base}/monitor/state") as r:
+                assert r.status == 401 and (await r.json())["code"] == "key_required"  # camera pictures: key only
+            async with session.get(f"{base}/monitor?key=abc", allow_redirects=False) as r:
+                assert r.status == 302 and r.headers["Location"] == "/web/monitor.html?key=abc"
+            async with session.get(ws_bridge.url("/monitor/state")) as r:
                 return await r.json()  # type: ignore[no-any-return]
 
     state = run(go())

@@ -13,6 +13,7 @@ import sys
 
 from .. import __version__
 from ..errors import BridgeError
+from ..util.logutil import OneLineFormatter
 
 # One module per command (bridge/cli/<command>.py, each with add_parser(sub) and run(args)), in --help order.
 COMMANDS = ("serve", "discover", "send", "synth", "dataset", "train", "demo", "replay", "record", "models", "check",
@@ -36,8 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    """One record, one line: the formatter escapes control characters in messages, which may
+    carry client text (paths, names), so nobody can forge a log line (docs/SECURITY.md)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,14 +30,26 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--no-tcp", action="store_true", help="do not accept OSC over TCP")
     serve.add_argument("--model", default=env("MODEL", DEFAULT_MODEL),
                        help=f"model to start with: a model card (pose2person models list) or a built-in "
-                            f"(passthrough, invert, throttle:<ms>); default {DEFAULT_MODEL}, the shipped demo "
-                            f"model, which draws a puppet from keypoint messages")
+                            f"(passthrough, invert; with --test-models also throttle:<ms>, fault:<kind>); default "
+                            f"{DEFAULT_MODEL}, the shipped demo model, which draws a puppet from keypoint messages")
+    serve.add_argument("--test-models", action="store_true",
+                       help="also offer the test stages throttle:<ms> (a slow model) and fault:<kind> (a failing "
+                            "one), to rehearse a patch under load and failure; never on a show network")
     serve.add_argument("--allow-root", action="append", metavar="DIR", dest="allow_roots",
                        help=f"directory that path frames may be read from and written to (repeatable; "
                             f"default {default_allow_root()})")
     serve.add_argument("--allow-client", action="append", metavar="CIDR", dest="allow_clients",
-                       help="only accept OSC from these addresses/networks (repeatable; default: everyone "
-                            "who can reach --host)")
+                       help="only accept these addresses/networks on every surface: OSC, HTTP, WebSocket "
+                            "(repeatable; default: everyone who can reach --host)")
+    serve.add_argument("--http-host", action="append", metavar="NAME", dest="http_hosts",
+                       help="a further name browsers may reach the bridge under (the Host header), e.g. a DNS name "
+                            "of this machine; loopback, the bound address, the host name and <host>.local are "
+                            "always allowed (repeatable; docs/SECURITY.md)")
+    serve.add_argument("--no-monitor", action="store_true",
+                       help="no monitor: no thumbnails of camera frames are kept, /monitor/state answers 404")
+    serve.add_argument("--max-connections", type=int, default=512, metavar="N",
+                       help="OSC-TCP, HTTP and WebSocket connections open at once (default 512, a quarter per "
+                            "host; lowered to fit the descriptor limit)")
     serve.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                        help=f"largest frame accepted, in pixels (default {DEFAULT_MAX_PIXELS})")
     serve.add_argument("--shm-dir", default=None, help="where shared-memory channel files live "
@@ -59,7 +71,8 @@ def add_parser(sub: Any) -> None:
                             "messages that change state (model switch, recording, shutdown). Or set "
                             "$POSE2PERSON_TOKEN. Default: no token (docs/SECURITY.md)")
     serve.add_argument("--rate-limit", type=float, default=2000.0, metavar="N",
-                       help="OSC packets per second accepted from one client host (default 2000; 0 = no limit)")
+                       help="OSC messages (each message of a bundle counts) and HTTP requests per second accepted "
+                            "from one client host (default 2000; 0 = no limit)")
     add_engine_options(serve)  # --engine, --ray-address, --replicas, ...
 
 
@@ -74,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         instance_name=args.name, log_level=args.log_level, **model_option_values(args),
         engine=config_mod.resolve_engine(**engine_option_values(args)),
         safe_output=args.safe_output, stall_timeout_s=args.stall_timeout, token_file=args.token_file,
-        rate_limit=args.rate_limit,
+        rate_limit=args.rate_limit, http_hosts=args.http_hosts, monitor=not args.no_monitor,
+        test_models=args.test_models, max_connections=args.max_connections,
     )
     Bridge(cfg).run()
     return 0

@@ -9,6 +9,7 @@ limited); nothing a client sends can stop the daemon from serving the others.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import logging
 import time
@@ -29,6 +30,7 @@ from ..shm import ShmError
 from ..util import metrics
 from ..util.frame_context import VIEWS
 from ..util.logutil import RateLimitedLog
+from .access import AccessPolicy
 from .jobs import FrameJob, PathJob, ShmJob, error_packet
 from .keypoint_jobs import KeypointJob, KeypointTarget
 from .pipeline import Pipeline, model_list_packet
@@ -123,43 +125,44 @@ GUARDED = frozenset({f"{protocol.PREFIX}/model", f"{protocol.PREFIX}/record", f"
                      f"{protocol.PREFIX}/shutdown"})
 
 
-class HostRateLimit:
-    """A token bucket per client host (``rate`` packets/s, a one-second burst). Bounded table;
-    ``rate`` 0 = unlimited. Loop-thread only."""
+#: Replies one packet may cause, in bytes: this floor, or this many times the packet's size.
+REPLY_BUDGET_FLOOR = 4096
+REPLY_BUDGET_FACTOR = 4
+_FD_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
-    def __init__(self, rate: float, max_hosts: int) -> None:
-        self.rate, self._max = rate, max_hosts
-        self._buckets: OrderedDict[str, list[float]] = OrderedDict()  # host -> [tokens, last time, last notice]
 
-    def allow(self, host: str) -> bool:
-        if self.rate <= 0:
-            return True
-        now = time.monotonic()
-        bucket = self._buckets.pop(host, None) or [self.rate, now, 0.0]
-        bucket[0] = min(self.rate, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[1] = now
-        self._buckets[host] = bucket
-        while len(self._buckets) > self._max:
-            self._buckets.popitem(last=False)
-        if bucket[0] < 1.0:
-            return False
-        bucket[0] -= 1.0
-        return True
+class _BudgetedPeer:
+    """A peer whose synchronous replies to one bundle are counted against a byte budget, so
+    a small packet cannot buy a large answer (a reflector, or a loop busy encoding). Replies
+    after the packet was handled (frame results, model ready) pass through uncounted."""
 
-    def should_notify(self, host: str) -> bool:
-        bucket = self._buckets.get(host)
-        now = time.monotonic()
-        if bucket is None or now - bucket[2] < 1.0:
-            return False
-        bucket[2] = now
-        return True
+    def __init__(self, peer: Peer, budget: int) -> None:
+        self._peer = peer
+        self.key = peer.key
+        self.host = peer.host
+        self.left = budget
+        self.active = True
+        self.over = 0
+
+    def reply(self, packet: bytes) -> None:
+        if self.active:
+            if len(packet) > self.left:
+                self.over += 1
+                return
+            self.left -= len(packet)
+        self._peer.reply(packet)
+
+    def __getattr__(self, name: str) -> object:  # frame_reply, reply_from_worker: the real peer's
+        return getattr(self._peer, name)
 
 
 class Controller:
     """Maps the documented OSC namespace to actions. Loop-thread only."""
 
-    def __init__(self, config: Config, pipeline: Pipeline, channels: ChannelRegistry, router: Router) -> None:
+    def __init__(self, config: Config, pipeline: Pipeline, channels: ChannelRegistry, router: Router,
+                 access: AccessPolicy | None = None) -> None:
         self._config = config
+        self.access = access or AccessPolicy(config)  # the daemon's one policy (bridge/daemon/access.py)
         self._pipeline = pipeline
         self._channels = channels
         self._router = router
@@ -174,9 +177,8 @@ class Controller:
         self._people: OrderedDict[Hashable, int] = OrderedDict()  # /people, bounded by max_clients
         self._smoothing: OrderedDict[Hashable, SmoothingSettings] = OrderedDict()  # /smoothing, bounded
         self._card_smoothing: SmoothingSettings | None = None  # the tracker card's, read once
-        self._rate = HostRateLimit(config.security.max_packets_per_s, config.osc.max_clients)
-        self._authorized: OrderedDict[str, float] = OrderedDict()  # hosts that sent the token, bounded
         self.rate_limited_packets = 0
+        self.replies_over_budget = 0
         self.request_shutdown: Callable[[], None] | None = None  # set by the server
         self.malformed_packets = 0
         self.recorder = Recorder(config.security.allow_roots)  # /pose2person/record (bridge/daemon/recorder.py)
@@ -215,32 +217,72 @@ class Controller:
 
     # -- entry point --------------------------------------------------------------------
     def handle_packet(self, data: bytes, peer: Peer) -> None:
-        """Decode one packet from ``peer`` and act on each message in it."""
-        if not self._config.security.client_allowed(peer.host):
+        """Decode one packet from ``peer`` and act on each message in it.
+
+        Budgets (docs/SECURITY.md): the packet costs its host one token of the per-host rate
+        budget, each further message of a bundle one more; a bundle over
+        ``max_bundle_messages`` is refused whole (``bundle_too_large``) before the rest is
+        decoded; the replies to a bundle are bounded by its size (``too_many_replies``)."""
+        access = self.access
+        if not access.client_allowed(peer.host):
             self._ratelog.log(logging.WARNING, f"denied {peer.host}", "packet from %s refused by --allow-client",
                               peer.host)
             return  # no reply: answering unlisted hosts would make the bridge a reflector
-        if not self._rate.allow(peer.host):
-            self.rate_limited_packets += 1
-            if self._rate.should_notify(peer.host):  # one answer a second, so the limit itself cannot flood
-                self._refuse(peer, ClientError("rate_limited", f"more than {self._rate.rate:g} packets/s from "
-                                               f"{peer.host}; packets are being dropped"), None)
+        if not access.rate.take(peer.host):
+            self._rate_limited(peer)
             return
         self._touch(peer.key)
         try:
-            messages = decode_packet(data)
+            messages = decode_packet(data, self._config.security.max_bundle_messages)
         except OscDecodeError as exc:
             self.malformed_packets += 1
             self._refuse(peer, ClientError(exc.code, exc.message), exc.address)
             return
+        if len(messages) > 1:
+            if not access.rate.take(peer.host, len(messages) - 1):
+                self._rate_limited(peer)
+                return
+            budgeted = _BudgetedPeer(peer, max(REPLY_BUDGET_FLOOR, REPLY_BUDGET_FACTOR * len(data)))
+            try:
+                self._dispatch_all(messages, budgeted)
+            finally:
+                budgeted.active = False
+            if budgeted.over:
+                self.replies_over_budget += budgeted.over
+                self._refuse(peer, ClientError("too_many_replies", f"{budgeted.over} replies to this bundle were "
+                                               f"dropped: a bundle of {len(data)} bytes may cause at most "
+                                               f"{max(REPLY_BUDGET_FLOOR, REPLY_BUDGET_FACTOR * len(data))} bytes "
+                                               f"of replies; send fewer queries per bundle"), None)
+            return
+        self._dispatch_all(messages, peer)
+
+    def _dispatch_all(self, messages: list[OscMessage], peer: Peer) -> None:
         for message in messages:
             try:
                 self._dispatch(message, peer)
             except ClientError as exc:
                 self._refuse(peer, exc, message.address)
+            except OSError as exc:
+                if exc.errno not in _FD_ERRNOS:
+                    self._internal(peer, exc, message.address)
+                    continue
+                # Out of descriptors or memory: a state of the machine, not a bug; no traceback.
+                self._refuse(peer, ClientError("out_of_resources", f"{message.address}: {exc.strerror or exc}; "
+                                               "try again later"), message.address)
             except Exception as exc:  # a handler bug must not take the transport down
-                log.exception("handler for %s failed", message.address)
-                self._refuse(peer, ClientError("internal", f"{type(exc).__name__}: {exc}"), message.address)
+                self._internal(peer, exc, message.address)
+
+    def _internal(self, peer: Peer, exc: Exception, address: str) -> None:
+        self._ratelog.log(logging.ERROR, f"internal {address}", "handler for %s failed: %s: %s", address,
+                          type(exc).__name__, exc, exc_info=exc)
+        self._refuse(peer, ClientError("internal", f"{type(exc).__name__}: {exc}"), address)
+
+    def _rate_limited(self, peer: Peer) -> None:
+        self.rate_limited_packets += 1
+        rate = self.access.rate
+        if rate.should_notify(peer.host):  # one answer a second, so the limit itself cannot flood
+            self._refuse(peer, ClientError("rate_limited", f"more than {rate.rate:g} messages/s from "
+                                           f"{peer.host}; messages are being dropped"), None)
 
     def _refuse(self, peer: Peer, exc: ClientError, address: str | None) -> None:
         self._ratelog.log(logging.WARNING, f"{exc.code} {peer.host}", "%s from %s:%s (%s): %s", exc.code,
@@ -258,7 +300,7 @@ class Controller:
         if spec.variadic and message.typetags.startswith("s"):  # the handler checks every value itself
             handler(peer, _Args(tuple(message.args), message.typetags))
             return
-        if message.address in GUARDED and self._config.security.token and peer.host not in self._authorized \
+        if message.address in GUARDED and self._config.security.token and not self.access.is_authorized(peer.key) \
                 and not (message.address == f"{protocol.PREFIX}/model" and not message.args):
             raise ClientError("not_authorized", f"{message.address} changes the bridge's state: send "
                               f"/pose2person/auth s <token> first (the daemon runs with a control token)")
@@ -289,6 +331,7 @@ class Controller:
         """A connection-based client left: drop its state and its pending frames (path frames
         are keyed by the client, shm frames by client and channel)."""
         self._clients.pop(key, None)
+        self.access.forget(key)
         self._keypoint_targets.pop(key, None)
         self.recorder.forget(key)
         self._safe_policies.pop(key, None)
@@ -312,7 +355,9 @@ class Controller:
         reply_port = self._reply_port(args)
         host, port = peer.key[1], peer.key[2]  # type: ignore[index]
         self._router.register(host, port, reply_port)
-        log.info("client %s:%s registered reply port %d", host, port, reply_port)
+        # Rate limited per host: a client may re-register every frame, and a flood must not fill the log.
+        self._ratelog.log(logging.INFO, f"register {host}", "client %s:%s registered reply port %d", host, port,
+                          reply_port)
         peer.reply(encode_message(protocol.REGISTERED, reply_port))
 
     def _register_host(self, peer: Peer, args: _Args) -> None:
@@ -403,14 +448,16 @@ class Controller:
         if not token:
             peer.reply(encode_message(protocol.AUTH_OK, 0))  # no token configured: nothing to unlock
             return
+        if not self.access.auth_attempt_allowed(peer.host):
+            raise ClientError("not_authorized", "too many wrong tokens from this host in the last minute; "
+                              "this attempt was not checked")
         if not hmac.compare_digest(str(args.values[0]).encode(), token.encode()):
-            log.warning("wrong control token from %s", peer.host)
+            self.access.auth_failed(peer.host)
+            self._ratelog.log(logging.WARNING, f"auth {peer.host}", "wrong control token from %s", peer.host)
             raise ClientError("not_authorized", "wrong token")
-        self._authorized.pop(peer.host, None)
-        self._authorized[peer.host] = time.monotonic()
-        while len(self._authorized) > self._config.osc.max_clients:
-            self._authorized.popitem(last=False)
-        log.info("host %s authorised for state-changing messages", peer.host)
+        self.access.authorize(peer.key)  # this connection (UDP: this address and port), never the whole host
+        self._ratelog.log(logging.INFO, f"authorised {peer.host}", "%s authorised for state-changing messages",
+                          peer.key)
         peer.reply(encode_message(protocol.AUTH_OK, 1))
 
     def _shutdown(self, peer: Peer, args: _Args) -> None:

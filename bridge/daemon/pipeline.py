@@ -82,7 +82,7 @@ class Pipeline:
         self._reload: asyncio.Task[None] | None = None
         self._next_worker_id = 0
         self.restarts = 0
-        self.catalog = stages.Catalog(config)
+        self.catalog = stages.Catalog(config, cached=True)  # messages never read model folders (refresh_catalog)
         self.engine: Engine = create_engine(self.catalog, engine)
         # Workers: as many as the active stage takes frames at once, up to the engine's bound (the
         # local engine starts with the fewest it may need and grows when a stage asks for more).

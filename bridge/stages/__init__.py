@@ -4,8 +4,15 @@ A stage maps one frame to one frame of the same shape and format. Built-in stage
 numpy only; model-card stages (generator, DensePose) live in their own packages and are
 imported only when a card is loaded, so the transport layer never imports torch.
 
-Names resolve in this order: a built-in (``passthrough``, ``invert``, ``throttle:<ms>``),
-then a model card (``models/<name>/card.toml``) in the configured model directories.
+Names resolve in this order: a built-in (``passthrough``, ``invert``; with
+``PipelineConfig.test_models`` also the test stages ``throttle:<ms>`` and ``fault:<kind>``),
+then a model card (``models/<name>/card.toml``) in the configured model directories. Without
+``test_models`` the test stages are neither listed nor accepted: they exist to make a model
+slow or fail on purpose, which nobody on the network should be able to ask for.
+
+A daemon's catalog is *cached* (``Catalog(config, cached=True)``): listing, states and name
+checks read a snapshot that :meth:`Catalog.refresh` rebuilds off the event loop, so a message
+that names a model never touches the disk (docs/SECURITY.md, work budgets).
 
 May import: the base, :mod:`bridge.util`, :mod:`bridge.formats`, :mod:`bridge.pose`,
 :mod:`bridge.cards`, and (lazily, when a card is loaded) :mod:`bridge.generator` and
@@ -52,6 +59,9 @@ REGISTRY: dict[str, str] = {
     "fault": "bridge.stages.builtin:make_fault",
 }
 
+#: Built-ins that exist only with ``--test-models`` (a slow model, a failing model).
+TEST_STAGES: frozenset[str] = frozenset({"throttle", "fault"})
+
 
 def split_name(spec: str) -> tuple[str, str | None]:
     """``"throttle:50"`` -> ``("throttle", "50")``; ``"invert"`` -> ``("invert", None)``."""
@@ -60,20 +70,41 @@ def split_name(spec: str) -> tuple[str, str | None]:
 
 
 class Catalog:
-    """Built-ins plus the model cards of ``config.model_dirs`` and the default directories."""
+    """Built-ins plus the model cards of ``config.model_dirs`` and the default directories.
 
-    def __init__(self, config: PipelineConfig | None = None) -> None:
+    ``cached=True``: :meth:`cards`, :meth:`states`, :meth:`available`, :meth:`validate` and
+    :meth:`card` read the snapshot the last :meth:`refresh` made (the first one is made here);
+    only :meth:`load` (on the loader thread) reads the disk again. Thread-safe: a refresh
+    swaps one immutable snapshot."""
+
+    def __init__(self, config: PipelineConfig | None = None, *, cached: bool = False) -> None:
         self.config = config or PipelineConfig()
         self.dirs: tuple[Path, ...] = tuple(self.config.model_dirs) + tuple(
             d for d in default_model_dirs() if d not in self.config.model_dirs)
+        self._snapshot: tuple[dict[str, ModelCard], dict[str, str]] | None = None
+        if cached:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the model folders (cards and weight files' existence). Call off the loop."""
+        cards = find_cards(self.dirs)
+        self._snapshot = (cards, self._states(cards))
+
+    def builtins(self) -> list[str]:
+        """The built-in names this catalog offers (test stages only with ``test_models``)."""
+        return [n for n in REGISTRY if self.config.test_models or n not in TEST_STAGES]
+
+    def _is_builtin(self, name: str) -> bool:
+        return name in REGISTRY and (self.config.test_models or name not in TEST_STAGES)
 
     def cards(self) -> dict[str, ModelCard]:
-        return find_cards(self.dirs)
+        snapshot = self._snapshot
+        return dict(snapshot[0]) if snapshot is not None else find_cards(self.dirs)
 
     def available(self) -> list[str]:
         """Built-in names, then servable cards (generators and DensePose), in that order."""
-        return list(REGISTRY) + [n for n, c in sorted(self.cards().items())
-                                 if n not in REGISTRY and c.kind in SERVABLE_KINDS]
+        return self.builtins() + [n for n, c in sorted(self.cards().items())
+                                  if n not in REGISTRY and c.kind in SERVABLE_KINDS]
 
     def states(self) -> dict[str, str]:
         """Every servable name -> ``"ready"`` or why it cannot run now, in :meth:`available` order.
@@ -83,8 +114,11 @@ class Catalog:
         whose weights are missing. (A keypoint model is ready without the camera tracker: it
         still serves keypoint messages; camera frames then get ``tracker_unavailable``.)
         """
-        cards = self.cards()
-        out: dict[str, str] = {name: "ready" for name in REGISTRY}
+        snapshot = self._snapshot
+        return dict(snapshot[1]) if snapshot is not None else self._states(find_cards(self.dirs))
+
+    def _states(self, cards: dict[str, ModelCard]) -> dict[str, str]:
+        out: dict[str, str] = {name: "ready" for name in self.builtins()}
         for name, card in sorted(cards.items()):
             if name in REGISTRY or card.kind not in SERVABLE_KINDS:
                 continue
@@ -99,14 +133,23 @@ class Catalog:
         return names
 
     def card(self, name: str) -> ModelCard | None:
-        return None if name in REGISTRY else find_card(name, self.dirs)
-
-    def validate(self, spec: str) -> None:
-        """Raise ModelLoadError unless ``spec`` names a built-in or a readable card."""
-        name, _ = split_name(spec)
         if name in REGISTRY:
+            return None
+        snapshot = self._snapshot
+        if snapshot is not None:
+            return snapshot[0].get(name)
+        return find_card(name, self.dirs)
+
+    def validate(self, spec: str, *, fresh: bool = False) -> None:
+        """Raise ModelLoadError unless ``spec`` names a built-in or a readable card.
+        ``fresh``: look on disk rather than in the snapshot (the loader thread does)."""
+        name, _ = split_name(spec)
+        if self._is_builtin(name):
             return
-        card = self.card(name)
+        if name in TEST_STAGES:
+            raise ModelLoadError(f"unknown model {spec!r} ({name} is a test stage: the daemon needs "
+                                 f"--test-models); available: {', '.join(self.available())}")
+        card = find_card(name, self.dirs) if fresh and name not in REGISTRY else self.card(name)
         if card is None:
             raise ModelLoadError(f"unknown model {spec!r}; available: {', '.join(self.available())}")
         if card.kind not in SERVABLE_KINDS:
@@ -115,14 +158,14 @@ class Catalog:
 
     def load(self, spec: str) -> Stage:
         """Build the stage for ``spec``; raise ModelLoadError. Runs on the loader thread."""
-        self.validate(spec)
+        self.validate(spec, fresh=True)
         name, arg = split_name(spec)
         try:
             if name in REGISTRY:
                 module_name, _, factory_name = REGISTRY[name].partition(":")
                 factory: StageFactory = getattr(importlib.import_module(module_name), factory_name)
                 return factory(arg)
-            card = self.card(name)
+            card = find_card(name, self.dirs)
             assert card is not None
             return _load_card_stage(card, self)
         except ModelLoadError:

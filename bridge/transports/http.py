@@ -11,10 +11,20 @@ what the dispatcher accepts. Read-only: nothing here changes the bridge's state.
   ``DESCRIPTION``, ``RANGE``, ``EXTENDED_TYPE``, ``VALUE``; 204 when the node has no such
   attribute; 400 for an attribute name the server does not know.
 * ``GET /?HOST_INFO``: name, OSC endpoint, supported extensions, protocol version.
-* ``GET /health``: whatever ``status_fn()`` returns.
-* ``GET /metrics``: ``metrics_fn()``, Prometheus text format 0.0.4 (when given).
+* ``GET /health``: whatever ``status_fn()`` returns (with an ``access`` policy: only
+  ``status`` and ``version`` unless the monitor key is presented).
+* ``GET /metrics``: ``metrics_fn()``, Prometheus text format 0.0.4 (when given; with an
+  ``access`` policy it needs the monitor key).
 
 Unknown paths answer 404 and bad attributes 400, both with a JSON body ``{"error": ...}``.
+
+With an :class:`~bridge.daemon.access.AccessPolicy` (the daemon always gives one), every
+request first passes, in this order: ``--allow-client`` (403 ``client_not_allowed``), the
+``Host`` allow-list (403 ``host_not_allowed``: DNS rebinding), the ``Origin`` allow-list when
+a browser sends one (403 ``origin_not_allowed``), the host's rate budget (429
+``rate_limited``), and for the private reads the monitor key (401 ``key_required``; sent as
+``?key=`` or ``Authorization: Bearer``). Connections over the connection budget get 503
+and are closed before a request is read.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from ..config import HttpConfig
+from ..daemon.access import AccessPolicy
 from ..errors import TransportError
 from ..protocol import ADDRESSES, PROTOCOL_VERSION, Address
 from ..util.logutil import RateLimitedLog
@@ -93,8 +104,78 @@ def _find(tree: dict[str, Any], path: str) -> dict[str, Any] | None:
     return node
 
 
-def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message, "status": status}, status=status)
+def _json_error(status: int, message: str, code: str = "") -> web.Response:
+    body: dict[str, Any] = {"error": message, "status": status}
+    if code:
+        body["code"] = code
+    return web.json_response(body, status=status)
+
+
+#: Paths whose answers are private (camera pictures, figures): they need the monitor key.
+PRIVATE_PATHS = frozenset({"/monitor/state", "/metrics"})
+
+_BUSY_BODY = b'{"error": "too many connections; try again later", "status": 503, "code": "too_many_connections"}\n'
+_BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                  b"Retry-After: 1\r\nContent-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY)
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The monitor key of a request: ``Authorization: Bearer KEY`` or the ``key`` query parameter."""
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.query.get("key")
+
+
+def local_address(request: web.Request) -> str | None:
+    """The address this request's connection arrived at."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return str(sockname[0]) if sockname else None
+
+
+def peer_host(request: web.Request) -> str:
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    return str(peername[0]) if peername else "?"
+
+
+class _CappedRunner(web.AppRunner):
+    """An AppRunner whose connections are counted in the daemon's connection budget; one over
+    it gets a fixed 503 and is closed before anything of it is read."""
+
+    def __init__(self, app: web.Application, access: AccessPolicy, ratelog: RateLimitedLog, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._access = access
+        self._ratelog = ratelog
+
+    async def _make_server(self) -> Any:
+        server = await super()._make_server()
+        budget, access, ratelog = self._access.connections, self._access, self._ratelog
+        admitted: dict[Any, str] = {}  # handler -> host, while open
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler: Any, transport: Any) -> None:
+            made(handler, transport)
+            peer = transport.get_extra_info("peername")
+            host = str(peer[0]) if peer else "?"
+            if not access.client_allowed(host):
+                transport.close()  # like OSC: nothing at all for unlisted hosts
+            elif budget.admit("http", host):
+                admitted[handler] = host
+            else:
+                ratelog.log(logging.WARNING, f"http cap {host}", "HTTP connection from %s refused: %d connections "
+                            "open (limit %d, %d per host)", host, budget.open, budget.total, budget.per_host)
+                transport.write(_BUSY_RESPONSE)
+                transport.close()
+
+        def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+            host = admitted.pop(handler, None)
+            if host is not None:
+                budget.release("http", host)
+            lost(handler, exc)
+
+        server.connection_made = connection_made
+        server.connection_lost = connection_lost
+        return server
 
 
 class OscQueryServer:
@@ -113,8 +194,9 @@ class OscQueryServer:
                  status_fn: Callable[[], dict[str, Any]],
                  value_fn: Callable[[str], tuple[Any, ...] | None] | None = None,
                  routes: Callable[[web.Application], None] | None = None,
-                 metrics_fn: Callable[[], str] | None = None) -> None:
+                 metrics_fn: Callable[[], str] | None = None, access: AccessPolicy | None = None) -> None:
         self._config = config
+        self._access = access
         self._metrics_fn = metrics_fn
         self._routes = routes  # installs more routes (WebSocket, pages) before the catch-all
         self._osc_host = osc_host
@@ -138,7 +220,12 @@ class OscQueryServer:
         """Bind and serve; returns the bound port. Raises TransportError if the address is unusable."""
         if self._runner is not None:
             return self._port
-        runner = web.AppRunner(self._make_app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        runner: web.AppRunner
+        if self._access is not None:
+            runner = _CappedRunner(self._make_app(), self._access, self._ratelog, access_log=None,
+                                   shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        else:
+            runner = web.AppRunner(self._make_app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, self._config.host, self._config.port)
         try:
@@ -165,7 +252,10 @@ class OscQueryServer:
     # -- app ------------------------------------------------------------------------------
     def _make_app(self) -> web.Application:
         """The aiohttp application. Routes more specific than the namespace go before the catch-all."""
-        app = web.Application(middlewares=[self._error_middleware])
+        middlewares = [self._error_middleware]
+        if self._access is not None:
+            middlewares.append(self._access_middleware)
+        app = web.Application(middlewares=middlewares)
         app.router.add_get("/health", self._handle_health)
         if self._metrics_fn is not None:
             app.router.add_get("/metrics", self._handle_metrics)
@@ -194,8 +284,41 @@ class OscQueryServer:
                               request.method, request.path_qs, response.status)
         return response
 
+    @web.middleware
+    async def _access_middleware(self, request: web.Request,
+                                 handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """The access policy, before any route: who, under which name, from which page, how often,
+        and for the private reads, with which key (see the module docstring)."""
+        access = self._access
+        assert access is not None
+        host = peer_host(request)
+        local = local_address(request)
+        if not access.client_allowed(host):
+            return _json_error(403, "client not allowed (--allow-client)", "client_not_allowed")
+        if not access.host_header_allowed(request.headers.get("Host"), local):
+            self._ratelog.log(logging.WARNING, f"host header {host}", "HTTP from %s with Host %r refused (not a "
+                              "name of this bridge; --http-host adds one)", host, request.headers.get("Host"))
+            return _json_error(403, "this bridge is not served under that host name (DNS rebinding?); the operator "
+                                    "can add it with --http-host", "host_not_allowed")
+        if not access.origin_allowed(request.headers.get("Origin"), local):
+            self._ratelog.log(logging.WARNING, f"origin {host}", "HTTP from %s with Origin %r refused", host,
+                              request.headers.get("Origin"))
+            return _json_error(403, "requests from pages of other sites are refused (open the page from the "
+                                    "bridge)", "origin_not_allowed")
+        if not access.rate.take(host):
+            return web.json_response({"error": "too many requests from this host", "status": 429,
+                                      "code": "rate_limited"}, status=429, headers={"Retry-After": "1"})
+        if request.path in PRIVATE_PATHS and not access.key_ok(presented_key(request)):
+            return _json_error(401, "this needs the monitor key: open the monitor URL the bridge printed at start "
+                                    "(or send ?key= / Authorization: Bearer <control token>)", "key_required")
+        return await handler(request)
+
     async def _handle_health(self, request: web.Request) -> web.Response:
-        return web.json_response(self._status_fn())
+        status = self._status_fn()
+        if self._access is not None and not self._access.key_ok(presented_key(request)):
+            # Liveness for anyone who may connect; the figures (clients, paths, counters) with the key.
+            return web.json_response({k: status[k] for k in ("status", "version") if k in status})
+        return web.json_response(status)
 
     async def _handle_metrics(self, request: web.Request) -> web.Response:
         assert self._metrics_fn is not None

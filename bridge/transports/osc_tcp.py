@@ -13,6 +13,7 @@ import logging
 import struct
 from typing import Awaitable, Callable, Hashable
 
+from ..daemon.budget import ConnectionBudget
 from ..daemon.control import Controller
 from ..daemon.jobs import error_packet
 from ..errors import TransportError
@@ -112,10 +113,16 @@ class TcpPeer:
 
 
 class OscTcpServer:
-    def __init__(self, host: str, port: int, controller: Controller, max_packet_bytes: int) -> None:
+    """Accepts OSC-TCP connections. ``connections`` (shared with HTTP): a connection over the
+    budget, in all or for its host, is answered ``too_many_connections`` (length-prefixed) and
+    closed at once, so idle connections cannot use up the descriptors others need."""
+
+    def __init__(self, host: str, port: int, controller: Controller, max_packet_bytes: int,
+                 connections: ConnectionBudget | None = None) -> None:
         self._host = host
         self._port = port
         self._controller = controller
+        self._budget = connections
         self._max = max_packet_bytes
         self._server: asyncio.Server | None = None
         self._conns: dict[asyncio.StreamWriter, TcpPeer] = {}
@@ -160,6 +167,28 @@ class OscTcpServer:
             writer.close()
             return
         host, port = writer.get_extra_info("peername")[:2]
+        if not self._controller.access.client_allowed(host):
+            writer.close()  # no answer to unlisted hosts (as over UDP)
+            return
+        if self._budget is not None and not self._budget.admit("tcp", host):
+            self._ratelog.log(logging.WARNING, f"tcp cap {host}", "OSC-TCP connection from %s refused: %d "
+                              "connections open (limit %d, %d per host)", host, self._budget.open,
+                              self._budget.total, self._budget.per_host)
+            try:
+                packet = error_packet("too_many_connections", "the bridge's connection limit is reached; "
+                                      "close idle connections or try again later")
+                writer.write(struct.pack(">i", len(packet)) + packet)
+            finally:
+                writer.close()
+            return
+        try:
+            await self._serve_admitted(host, port, reader, writer)
+        finally:
+            if self._budget is not None:
+                self._budget.release("tcp", host)
+
+    async def _serve_admitted(self, host: str, port: int, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter) -> None:
         peer = TcpPeer(host, port, writer)
         self._conns[writer] = peer
         task = asyncio.current_task()

@@ -72,9 +72,24 @@ function render(s) {
     `${esc(e.client)} frame ${e.frame_id}: ${esc(e.message)}</div>`).join("") : "none";
 }
 
+// The monitor shows camera pictures, so the bridge asks for the key it printed at start
+// ("monitor http://…/monitor?key=…"); the page sends it as a header, never to another site.
+const KEY = new URLSearchParams(location.search).get("key") || "";
+
 async function poll() {
   try {
-    const r = await fetch("/monitor/state", { cache: "no-store" });
+    const r = await fetch("/monitor/state", { cache: "no-store",
+      headers: KEY ? { Authorization: `Bearer ${KEY}` } : {} });
+    if (r.status === 401) {
+      $("summary").innerHTML = `<span class="stale">this page needs the monitor key: open the monitor URL ` +
+        `the bridge printed at start (…/monitor?key=…)</span>`;
+      setTimeout(poll, 2000);
+      return;
+    }
+    if (r.status === 404) {
+      $("summary").innerHTML = `<span class="stale">the monitor is off (the bridge runs with --no-monitor)</span>`;
+      return;
+    }
     const s = await r.json();
     window.monitor.lastState = s;
     window.monitor.polls++;
