@@ -71,7 +71,8 @@ class AccessPolicy:
         self.key_is_token = bool(sec.token)
         self.rate = RateBudget(sec.max_packets_per_s, max(config.osc.max_clients, 256))
         room = connection_room(sec.max_connections, config.shm.max_channels)
-        self.connections = ConnectionBudget(room, min(sec.max_connections_per_host, room))
+        # A quarter of the room per host: one host's idle sockets cannot lock out the others.
+        self.connections = ConnectionBudget(room, max(4, min(sec.max_connections_per_host, room // 4)))
         self._names: frozenset[str] = LOOPBACK_NAMES | machine_names() | frozenset(config.http.hosts)
         bound = _ip(config.http.host)
         self._bound = bound if bound is not None and not bound.is_unspecified else None
