@@ -194,9 +194,11 @@ class Bridge:
 
     async def _refresh_catalog(self) -> None:
         """Re-read the model folders every few seconds on a thread, so that a message naming a
-        model only reads the catalog's snapshot (a flood of names costs no disk reads)."""
+        model only reads the catalog's snapshot (a flood of names costs no disk reads); and drop
+        the monitor's stale thumbnails."""
         while True:
             await asyncio.sleep(CATALOG_REFRESH_S)
+            self.monitor.prune()  # camera thumbnails older than monitor.THUMB_TTL_S go (privacy)
             try:
                 await asyncio.to_thread(self.pipeline.catalog.refresh)
             except Exception as exc:  # a half-written card: keep the old snapshot

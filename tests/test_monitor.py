@@ -3,6 +3,7 @@ bounded tables, and no way for a bad tap to raise into the worker."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,3 +70,22 @@ def test_client_labels() -> None:
     assert client_label(("udp", "127.0.0.1", 5000)) == "udp 127.0.0.1:5000"
     assert client_label(("ws", "127.0.0.1", 4242, 3)) == "ws 127.0.0.1:4242 #3"
     assert client_label((("udp", "127.0.0.1", 5000), "cam1")) == "udp 127.0.0.1:5000 shm cam1"
+
+
+def test_thumbnails_are_dropped_after_their_time_to_live() -> None:
+    """Privacy (docs/SECURITY.md): a camera picture lives in the tap at most THUMB_TTL_S."""
+    tap = FrameTap()
+    frame = np.full((32, 48, 4), 200, np.uint8)
+
+    class Job:
+        client = ("udp", "127.0.0.1", 5000)
+        latency_ms = 1.0
+        tap = TapFrames(frame, frame, "BGRA8")
+
+    tap.offer(Job())
+    assert tap.state()["clients"][0]["thumbs"]["input"] is not None
+    assert tap.prune(time.monotonic() + monitor.THUMB_TTL_S / 2) == 0
+    assert tap.prune(time.monotonic() + monitor.THUMB_TTL_S + 1) == 1
+    state = tap.state()
+    assert state["clients"][0]["thumbs"] == {"input": None, "pose": None, "output": None}
+    assert state["clients"][0]["frames"] == 1  # the counts stay; only the pictures go

@@ -236,6 +236,8 @@ class Controller:
             messages = decode_packet(data, self._config.security.max_bundle_messages)
         except OscDecodeError as exc:
             self.malformed_packets += 1
+            if exc.code == "bundle_too_large":  # it made the daemon decode a bundle's worth: charge that
+                access.rate.take(peer.host, min(self._config.security.max_bundle_messages, access.rate.rate))
             self._refuse(peer, ClientError(exc.code, exc.message), exc.address)
             return
         if len(messages) > 1:

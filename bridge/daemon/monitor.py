@@ -10,7 +10,11 @@ Nothing here blocks for long or grows without bound:
   stored as small RGB8 arrays; JPEG encoding happens only when the page asks, on the loop
   thread, once per new thumbnail;
 * per-second buckets keep ``HISTORY_S`` seconds of frames, latency, drops and errors;
-* at most ``MAX_CLIENTS`` clients (least recently seen forgotten) and ``MAX_ERRORS`` errors.
+* at most ``MAX_CLIENTS`` clients (least recently seen forgotten) and ``MAX_ERRORS`` errors;
+* camera pictures are kept briefly (docs/SECURITY.md, privacy): a client's thumbnails (and
+  their JPEGs) are dropped ``THUMB_TTL_S`` after they were taken, at the next offer, read or
+  :meth:`FrameTap.prune` (the daemon calls it every few seconds), so a person who left the
+  camera is not shown, or held in memory, after that.
 
 A job exposes what it processed as ``job.tap`` (a :class:`TapFrames`, set by ``run()``
 on the worker thread and read right after it). The pose image is optional: a stage that
@@ -40,6 +44,7 @@ HISTORY_S = 300  # seconds of per-second history kept (the plots show the last 5
 MAX_CLIENTS = 32
 MAX_ERRORS = 50
 KINDS = ("input", "pose", "output")
+THUMB_TTL_S = 10.0  # a thumbnail older than this is dropped (privacy: pictures of the audience)
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ class FrameTap:
                 client.thumb_at = now
         if not due:
             return
+        self.prune(now)
         assert tap is not None
         thumbs: dict[str, np.ndarray] = {}
         for kind, image in (("input", tap.input), ("output", tap.output)):
@@ -185,6 +191,21 @@ class FrameTap:
         with self._lock:
             self._clients.pop(key, None)
 
+    def prune(self, now: float | None = None) -> int:
+        """Drop thumbnails (and their JPEGs) taken more than ``THUMB_TTL_S`` ago; returns how
+        many clients lost theirs. Cheap: at most ``MAX_CLIENTS`` checks."""
+        now = time.monotonic() if now is None else now
+        dropped = 0
+        with self._lock:
+            for key, client in self._clients.items():
+                if client.thumbs and now - client.thumb_at > THUMB_TTL_S:
+                    client.thumbs = {}
+                    client.version += 1
+                    dropped += 1
+                    for kind in KINDS:
+                        self._jpeg_cache.pop((key, kind), None)
+        return dropped
+
     def _client(self, key: Hashable) -> _Client:
         client = self._clients.pop(key, None)
         if client is None:
@@ -205,6 +226,7 @@ class FrameTap:
         """JSON-ready snapshot: clients (with thumbnail data URLs), per-second history, errors."""
         now_mono = time.monotonic()
         now = int(time.time())
+        self.prune(now_mono)
         with self._lock:
             clients = [(key, c.label, c.frames, c.drops, c.errors, c.latency_ms,
                         sum(1 for t in c.times if now_mono - t <= 2.0) / 2.0, dict(c.thumbs), c.version,

@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Callable
 
 from ..errors import BridgeError
 
@@ -26,7 +27,7 @@ class DaemonProcess:
     """A running ``pose2person serve`` child process on loopback."""
 
     def __init__(self, args: list[str], *, shm_dir: Path | None = None, start_timeout: float = START_TIMEOUT_S,
-                 src: Path | None = None, http: bool = False) -> None:
+                 src: Path | None = None, http: bool = False, preexec_fn: Callable[[], None] | None = None) -> None:
         cmd = [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--osc-port", "0", "--no-zeroconf",
                *(["--http-port", "0"] if http else ["--no-http"]), "--log-level", "info"]
         if shm_dir is not None:
@@ -35,7 +36,7 @@ class DaemonProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
                "PYTHONPATH": os.pathsep.join(p for p in (src_dir, os.environ.get("PYTHONPATH", "")) if p)}
         self.proc = subprocess.Popen(cmd + list(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     env=env, cwd=src_dir)
+                                     env=env, cwd=src_dir, preexec_fn=preexec_fn)
         self.lines: list[str] = []
         ready = threading.Event()
 
@@ -58,6 +59,8 @@ class DaemonProcess:
         self.port = int(m.group(1))
         http_m = re.search(r"http://127\.0\.0\.1:(\d+)", "\n".join(self.lines))
         self.http_port = int(http_m.group(1)) if http_m else None
+        key = re.search(r"/monitor\?key=([A-Za-z0-9_-]+) ", "\n".join(self.lines))
+        self.monitor_key = key.group(1) if key else None  # the private HTTP reads' key (None with a token)
         model = re.search(r"ready \(model ([^)]*)\)", "\n".join(self.lines))
         self.model = model.group(1) if model else "?"
 

@@ -167,7 +167,13 @@ class WebRoutes:
             # The state (thumbnails, JSON) costs milliseconds: compute it a few times a second at
             # most, however many pages or scripts ask.
             cached = self._state_cache = (now, json.dumps(self._monitor_state()).encode())
+            # The body holds camera thumbnails: it is not kept past its use (privacy).
+            asyncio.get_running_loop().call_later(1.0, self._expire_state, cached)
         return web.Response(body=cached[1], content_type="application/json", headers={"Cache-Control": "no-store"})
+
+    def _expire_state(self, body: tuple[float, bytes]) -> None:
+        if self._state_cache is body:
+            self._state_cache = None
 
     def _monitor_state(self) -> dict[str, object]:
         state = self._monitor.state()
