@@ -104,6 +104,10 @@ class Tally:
 
     def add(self, cls: str, probes: int, successes: int, daemon: DaemonProcess, note: str = "") -> None:
         crashed = daemon.proc.poll() is not None or any("Traceback" in ln for ln in daemon.lines)
+        if crashed:  # show why, on stderr
+            at = next((i for i, ln in enumerate(daemon.lines) if "Traceback" in ln), max(0, len(daemon.lines) - 10))
+            print(f"{cls}: daemon exited or logged a traceback:\n" + "\n".join(daemon.lines[max(0, at - 3):at + 25]),
+                  file=sys.stderr)
         self.rows.append({"class": cls, "probes": probes, "successes": successes, "crashes": int(crashed),
                           "note": note})
 
@@ -396,7 +400,7 @@ def connections(tmp: Path, tally: Tally, results: dict[str, Any]) -> None:
             async with aiohttp.ClientSession() as session:
                 for i in range(300):
                     try:
-                        conns.append(await session.ws_connect(f"http://127.0.0.1:{port}/ws", timeout=5))
+                        conns.append(await session.ws_connect(f"http://127.0.0.1:{port}/ws"))
                     except aiohttp.WSServerHandshakeError:
                         refused += 1
                 await asyncio.sleep(0.2)

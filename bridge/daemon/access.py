@@ -104,14 +104,18 @@ class AccessPolicy:
         return local is not None and addr == local
 
     def host_header_allowed(self, host_header: str | None, local_address: str | None) -> bool:
-        """The ``Host`` header of an HTTP request (a missing one is not a browser: allowed)."""
-        if not host_header:
+        """The ``Host`` header of an HTTP request: a missing one is not a browser (allowed); an
+        empty one, one with a user part or a bad port is refused."""
+        if host_header is None:
             return True
         try:
-            hostname = urlsplit(f"//{host_header}").hostname
+            parts = urlsplit(f"//{host_header.strip()}")
+            hostname, _ = parts.hostname, parts.port  # .port raises ValueError for a bad port
         except ValueError:  # a bad port, brackets that do not close
             return False
-        return hostname is not None and self.name_allowed(hostname, local_address)
+        if "@" in parts.netloc or hostname is None:
+            return False
+        return self.name_allowed(hostname, local_address)
 
     def origin_allowed(self, origin: str | None, local_address: str | None) -> bool:
         """The ``Origin`` header: absent (not a browser page) or naming an allowed name.
@@ -120,10 +124,11 @@ class AccessPolicy:
             return True
         try:
             parts = urlsplit(origin.strip())
-            hostname = parts.hostname
+            hostname, _ = parts.hostname, parts.port
         except ValueError:
             return False
-        if parts.scheme not in ("http", "https") or not hostname:
+        # A browser's Origin is scheme://host[:port]: nothing else (no user part, no path).
+        if parts.scheme not in ("http", "https") or not hostname or "@" in parts.netloc or parts.path:
             return False
         return self.name_allowed(hostname, local_address)
 

@@ -54,6 +54,18 @@ class RateBudget:
         bucket[0] -= cost
         return True
 
+    def wait_s(self, host: str, cost: float = 1.0) -> float:
+        """Seconds until ``host`` has ``cost`` tokens (0 now). Connection transports wait this
+        long before reading the host's next packet, so a flood over TCP or WebSocket is slowed
+        by the kernel's flow control instead of being read and dropped."""
+        if self.rate <= 0:
+            return 0.0
+        bucket = self._buckets.get(host)
+        if bucket is None:
+            return 0.0
+        tokens = min(self.rate, bucket[0] + (time.monotonic() - bucket[1]) * self.rate)
+        return 0.0 if tokens >= cost else (cost - tokens) / self.rate
+
     def should_notify(self, host: str) -> bool:
         """True at most once a second per host: when to tell a flooding host it is being limited."""
         bucket = self._buckets.get(host)

@@ -216,7 +216,23 @@ class Controller:
         return self._router
 
     # -- entry point --------------------------------------------------------------------
-    def handle_packet(self, data: bytes, peer: Peer) -> None:
+    def admit(self, host: str, make_peer: Callable[[], Peer]) -> bool:
+        """Is a packet from ``host`` allowed and within its budget? Spends one token when it is.
+        Transports call this before copying or decoding anything (then ``handle_packet(...,
+        admitted=True)``); over budget, the host is told at most once a second (``make_peer``
+        builds whom to tell, only then)."""
+        access = self.access
+        if not access.client_allowed(host):
+            self._ratelog.log(logging.WARNING, f"denied {host}", "packet from %s refused by --allow-client", host)
+            return False  # no reply: answering unlisted hosts would make the bridge a reflector
+        if not access.rate.take(host):
+            self.rate_limited_packets += 1
+            if access.rate.should_notify(host):
+                self._rate_limited(make_peer(), counted=True)
+            return False
+        return True
+
+    def handle_packet(self, data: bytes, peer: Peer, *, admitted: bool = False) -> None:
         """Decode one packet from ``peer`` and act on each message in it.
 
         Budgets (docs/SECURITY.md): the packet costs its host one token of the per-host rate
@@ -224,12 +240,7 @@ class Controller:
         ``max_bundle_messages`` is refused whole (``bundle_too_large``) before the rest is
         decoded; the replies to a bundle are bounded by its size (``too_many_replies``)."""
         access = self.access
-        if not access.client_allowed(peer.host):
-            self._ratelog.log(logging.WARNING, f"denied {peer.host}", "packet from %s refused by --allow-client",
-                              peer.host)
-            return  # no reply: answering unlisted hosts would make the bridge a reflector
-        if not access.rate.take(peer.host):
-            self._rate_limited(peer)
+        if not admitted and not self.admit(peer.host, lambda: peer):
             return
         self._touch(peer.key)
         try:
@@ -279,10 +290,11 @@ class Controller:
                           type(exc).__name__, exc, exc_info=exc)
         self._refuse(peer, ClientError("internal", f"{type(exc).__name__}: {exc}"), address)
 
-    def _rate_limited(self, peer: Peer) -> None:
-        self.rate_limited_packets += 1
+    def _rate_limited(self, peer: Peer, counted: bool = False) -> None:
+        if not counted:
+            self.rate_limited_packets += 1
         rate = self.access.rate
-        if rate.should_notify(peer.host):  # one answer a second, so the limit itself cannot flood
+        if counted or rate.should_notify(peer.host):  # one answer a second, so the limit itself cannot flood
             self._refuse(peer, ClientError("rate_limited", f"more than {rate.rate:g} messages/s from "
                                            f"{peer.host}; messages are being dropped"), None)
 

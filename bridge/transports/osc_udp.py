@@ -1,10 +1,14 @@
-"""OSC over UDP: one datagram is one OSC packet (up to the IPv4 maximum of 65,507 bytes)."""
+"""OSC over UDP: one datagram is one OSC packet (up to the IPv4 maximum of 65,507 bytes).
+
+Datagrams are admitted (``--allow-client``, the host's rate budget) before anything else is done
+with them; see :class:`OscUdpServer`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+from collections import deque
 from typing import Hashable
 
 from ..daemon.control import Controller, Router
@@ -14,6 +18,9 @@ from ..util.logutil import RateLimitedLog
 log = logging.getLogger(__name__)
 
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # bursts of 64 KiB packets overflow Linux's 208 KiB default
+MAX_DATAGRAM = 65536  # bytes: one receive buffer, reused (IPv4 datagrams are at most 65,507)
+READ_BATCH = 256  # datagrams read per readiness event before other callbacks get the loop
+MAX_PENDING_BYTES = 4 * 1024 * 1024  # replies waiting for a socket that would block; beyond: dropped
 
 
 class UdpPeer:
@@ -35,20 +42,17 @@ class UdpPeer:
         return self._server.send_from_thread(packet, self._server.router.destination(self.host, self._port))
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, server: "OscUdpServer") -> None:
-        self._server = server
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
-        self._server.controller.handle_packet(data, UdpPeer(self._server, addr[0], addr[1]))
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP "port unreachable" from a client that went away: not our problem.
-        self._server.ratelog.log(logging.DEBUG, "udp error", "UDP error (a client went away?): %s", exc)
-
-
 class OscUdpServer:
-    """Binds host:port (0 = any free port) and feeds every datagram to the controller."""
+    """Binds host:port (0 = any free port) and feeds every datagram to the controller.
+
+    The socket is read directly, not through asyncio's datagram transport, because a flood is
+    decided per datagram before any work: up to :data:`READ_BATCH` datagrams are received per
+    readiness event into one preallocated buffer, and a datagram whose host is not allowed or
+    is over its rate budget is dropped there, without a copy, an object or a decode (about a
+    microsecond), so the socket drains faster than one host can fill it and other clients'
+    datagrams do not wait behind a flood. Sends go out directly; when the socket would block
+    they wait in a bounded queue (:data:`MAX_PENDING_BYTES`) flushed when it is writable.
+    """
 
     def __init__(self, host: str, port: int, controller: Controller) -> None:
         self._host = host
@@ -56,8 +60,12 @@ class OscUdpServer:
         self.controller = controller
         self.router: Router = controller.router
         self.ratelog = RateLimitedLog(log)
-        self._transport: asyncio.DatagramTransport | None = None
         self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._buf = bytearray(MAX_DATAGRAM)
+        self._pending: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self._pending_bytes = 0
+        self.dropped_sends = 0
 
     @property
     def port(self) -> int:
@@ -74,30 +82,80 @@ class OscUdpServer:
             sock.close()
             raise TransportError(f"cannot bind OSC UDP {self._host}:{self._port}: {exc.strerror}") from None
         sock.setblocking(False)
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
-        self._transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
         self._sock = sock
         self._port = sock.getsockname()[1]
+        self._loop.add_reader(sock.fileno(), self._on_readable)
         return self._port
 
-    def send(self, packet: bytes, dest: tuple[str, int]) -> None:
-        if self._transport is None or self._transport.is_closing():
+    # -- receiving (loop thread) -----------------------------------------------------------
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
             return
-        try:
-            self._transport.sendto(packet, dest)
-        except OSError as exc:
-            self.ratelog.log(logging.DEBUG, "udp send", "UDP send to %s failed: %s", dest, exc)
+        buf, view = self._buf, memoryview(self._buf)
+        controller = self.controller
+        for _ in range(READ_BATCH):
+            try:
+                size, addr = sock.recvfrom_into(buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP "port unreachable" from a client that went away
+                self.ratelog.log(logging.DEBUG, "udp error", "UDP error (a client went away?): %s", exc)
+                continue
+            host, port = addr[0], addr[1]
+            if not controller.admit(host, lambda h=host, p=port: UdpPeer(self, h, p)):
+                continue  # unlisted or over budget: dropped before any work
+            controller.handle_packet(bytes(view[:size]), UdpPeer(self, host, port), admitted=True)
+            if self._sock is None:  # a handler stopped the server
+                return
+
+    # -- sending ---------------------------------------------------------------------------
+    def send(self, packet: bytes, dest: tuple[str, int]) -> None:
+        """Send from the loop thread; queued (bounded) when the socket would block."""
+        sock = self._sock
+        if sock is None:
+            return
+        if not self._pending:
+            try:
+                sock.sendto(packet, dest)
+                return
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                self.ratelog.log(logging.DEBUG, "udp send", "UDP send to %s failed: %s", dest, exc)
+                return
+        if self._pending_bytes + len(packet) > MAX_PENDING_BYTES:
+            self.dropped_sends += 1  # UDP is lossy: a stuck socket must not hold the daemon's memory
+            return
+        if not self._pending and self._loop is not None:
+            self._loop.add_writer(sock.fileno(), self._flush)
+        self._pending.append((packet, dest))
+        self._pending_bytes += len(packet)
+
+    def _flush(self) -> None:
+        sock = self._sock
+        while self._pending and sock is not None:
+            packet, dest = self._pending[0]
+            try:
+                sock.sendto(packet, dest)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.ratelog.log(logging.DEBUG, "udp send", "UDP send to %s failed: %s", dest, exc)
+            self._pending.popleft()
+            self._pending_bytes -= len(packet)
+        if sock is not None and self._loop is not None:
+            self._loop.remove_writer(sock.fileno())
 
     def send_from_thread(self, packet: bytes, dest: tuple[str, int]) -> bool:
         """A direct non-blocking ``sendto`` for the worker thread.
 
-        Datagram sends are atomic and thread-safe in the kernel; asyncio's transport only
-        buffers when the socket would block, and then this returns False so the loop
-        (which owns that buffer) sends the packet in order.
+        Datagram sends are atomic and thread-safe in the kernel; when the loop has packets
+        queued (or the socket would block) this returns False, so the loop sends it in order.
         """
         sock = self._sock
-        if sock is None or self._transport is None or self._transport.get_write_buffer_size():
+        if sock is None or self._pending:
             return False
         try:
             sock.sendto(packet, dest)
@@ -108,7 +166,11 @@ class OscUdpServer:
         return True
 
     async def async_stop(self) -> None:
-        if self._transport is not None:
-            self._sock = None
-            self._transport.close()
-            self._transport = None
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+                self._loop.remove_writer(sock.fileno())
+            sock.close()
+        self._pending.clear()
+        self._pending_bytes = 0

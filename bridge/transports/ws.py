@@ -222,6 +222,11 @@ class WebRoutes:
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:
+                    delay = self._access.rate.wait_s(host)
+                    if delay > 0:  # over budget: stop reading for a while (flow control), then go on
+                        await asyncio.sleep(min(delay, 1.0))
+                    if not self._access.rate.take(host):
+                        continue
                     self._on_binary(msg.data, peer)
                 elif msg.type == WSMsgType.TEXT:
                     self._refuse(peer, ClientError("malformed_packet", "text messages are not OSC; send binary "
@@ -253,7 +258,7 @@ class WebRoutes:
 
     def _on_binary(self, data: bytes, peer: WsPeer) -> None:
         if not is_frame(data):
-            self._controller.handle_packet(data, peer)
+            self._controller.handle_packet(data, peer, admitted=True)  # admitted and charged in _handle_ws
             return
         received = time.perf_counter_ns()
         try:
