@@ -236,115 +236,123 @@ def _pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
 
 
+# Flooders run in child processes: in the bench's own process they would hold its GIL and the
+# pinger would measure its own waits, not the daemon's.
+
+def _flood_udp(packet: bytes, dest: tuple[str, int], stop: Any, counts: Any) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.2", 0))
+    s.setblocking(False)
+    sent = sent_bytes = got = 0
+    while not stop.is_set():
+        for _ in range(64):
+            try:
+                s.sendto(packet, dest)
+                sent += 1
+                sent_bytes += len(packet)
+            except BlockingIOError:
+                time.sleep(0.0005)
+        try:
+            while True:
+                got += len(s.recv(65536))
+        except OSError:
+            pass
+    counts[0], counts[1], counts[2] = sent, sent_bytes, got
+
+
+def _flood_tcp(packet: bytes, dest: tuple[str, int], stop: Any, counts: Any) -> None:
+    framed = struct.pack(">i", len(packet)) + packet
+    conns = []
+    for i in range(100):
+        c = socket.socket()
+        c.bind((f"127.0.0.{2 + i % 3}", 0))
+        c.connect(dest)
+        c.setblocking(False)
+        conns.append(c)
+    sent = sent_bytes = got = 0
+    while not stop.is_set():
+        for c in conns:
+            try:
+                c.send(framed)
+                sent += 1
+                sent_bytes += len(framed)
+            except OSError:
+                pass
+            try:
+                got += len(c.recv(65536))
+            except OSError:
+                pass
+        time.sleep(0.001)
+    for c in conns:
+        c.close()
+    counts[0], counts[1], counts[2] = sent, sent_bytes, got
+
+
+def _flood_get(url: str, dest: tuple[str, int], stop: Any, counts: Any) -> None:
+    async def go() -> None:
+        conn = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0), limit=16)
+        async with aiohttp.ClientSession(connector=conn) as session:
+            async def one() -> None:
+                while not stop.is_set():
+                    try:
+                        async with session.get(url) as r:
+                            counts[2] += len(await r.read())
+                            counts[0] += 1
+                    except aiohttp.ClientError:
+                        pass
+            await asyncio.gather(*(one() for _ in range(16)))
+    asyncio.run(go())
+
+
 def floods(tmp: Path, tally: Tally, seconds: float, results: dict[str, Any]) -> None:
+    import multiprocessing as mp
+
     d = start(tmp)
     try:
         osc, port = d.port, d.http_port or 0
         dest = ("127.0.0.1", osc)
-        kinds: dict[str, Callable[[threading.Event, list[int]], None]] = {}
-
-        def udp_flood(packet: bytes) -> Callable[[threading.Event, list[int]], None]:
-            def run(stop: threading.Event, sent: list[int]) -> None:
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                s.bind(("127.0.0.2", 0))
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-                s.setblocking(False)
-                while not stop.is_set():
-                    try:
-                        s.sendto(packet, dest)
-                        sent[0] += 1
-                        sent[1] += len(packet)
-                    except BlockingIOError:
-                        time.sleep(0.0005)
-                    try:
-                        while True:
-                            sent[2] += len(s.recv(65536))
-                    except OSError:
-                        pass
-                s.close()
-            return run
-
-        models_2000 = encode_bundle([encode_message(f"{P}/models")] * 2000)
-        kinds["UDP: 2,000 /models per datagram"] = udp_flood(models_2000)
-        kinds["UDP: 64 x /models bundles"] = udp_flood(encode_bundle([encode_message(f"{P}/models")] * 64))
-        kinds["UDP: 64 x /model s nosuchmodel"] = udp_flood(
-            encode_bundle([encode_message(f"{P}/model", "nosuchmodel")] * 64))
-        kinds["UDP: 5,000 x /a per datagram"] = udp_flood(encode_bundle([encode_message("/a")] * 5000))
-
-        def tcp_flood(stop: threading.Event, sent: list[int]) -> None:
-            conns = []
-            packet = encode_bundle([encode_message(f"{P}/models")] * 2000)
-            framed = struct.pack(">i", len(packet)) + packet
-            for i in range(100):
-                s = socket.socket()
-                s.bind((f"127.0.0.{2 + i % 3}", 0))
-                s.connect(dest)
-                s.setblocking(False)
-                conns.append(s)
-            while not stop.is_set():
-                for s in conns:
-                    try:
-                        s.send(framed)
-                        sent[0] += 1
-                        sent[1] += len(framed)
-                    except (BlockingIOError, OSError):
-                        pass
-                    try:
-                        sent[2] += len(s.recv(65536))
-                    except OSError:
-                        pass
-                time.sleep(0.001)
-            for s in conns:
-                s.close()
-
-        kinds["TCP: 100 connections x 2,000-message bundles"] = tcp_flood
-
-        def get_flood(stop: threading.Event, sent: list[int]) -> None:
-            async def go() -> None:
-                conn = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0), limit=16)
-                async with aiohttp.ClientSession(connector=conn) as session:
-                    async def one() -> None:
-                        while not stop.is_set():
-                            try:
-                                async with session.get(f"http://127.0.0.1:{port}/monitor/state?key={d.monitor_key}") as r:
-                                    sent[2] += len(await r.read())
-                                    sent[0] += 1
-                            except aiohttp.ClientError:
-                                pass
-                    await asyncio.gather(*(one() for _ in range(16)))
-            asyncio.run(go())
-
-        kinds["HTTP: GET /monitor/state flood (16 at once)"] = get_flood
+        models = encode_message(f"{P}/models")
+        kinds: list[tuple[str, Callable[..., None], Any]] = [
+            ("UDP: 2,000 /models per datagram", _flood_udp, encode_bundle([models] * 2000)),
+            ("UDP: 64 x /models bundles", _flood_udp, encode_bundle([models] * 64)),
+            ("UDP: 64 x /model s nosuchmodel", _flood_udp,
+             encode_bundle([encode_message(f"{P}/model", "nosuchmodel")] * 64)),
+            ("UDP: 5,000 x /a per datagram", _flood_udp, encode_bundle([encode_message("/a")] * 5000)),
+            ("TCP: 100 connections x 2,000-message bundles", _flood_tcp, encode_bundle([models] * 2000)),
+            ("HTTP: GET /monitor/state flood (16 at once)", _flood_get,
+             f"http://127.0.0.1:{port}/monitor/state?key={d.monitor_key}"),
+        ]
+        ctx = mp.get_context("fork")
         table = []
-        base: list[float] = []
-        stop = threading.Event()
-        t = threading.Thread(target=_pinger, args=(osc, stop, base))
-        t.start()
-        time.sleep(seconds / 2)
-        stop.set()
-        t.join()
-        table.append({"flood": "none (baseline)", "p50_ms": statistics.median(base), "p99_ms": _pct(base, 0.99),
-                      "max_ms": max(base), "pings": len(base), "requests": 0, "amplification": 0.0})
-        probes = 0
-        for name, run in kinds.items():
-            stop = threading.Event()
+
+        def measure(name: str, target: Callable[..., None] | None, arg: Any) -> None:
+            stop = ctx.Event()
+            counts = ctx.Array("d", 3)
             pings: list[float] = []
-            sent = [0, 0, 0]  # packets, request bytes, reply bytes
-            flood_t = threading.Thread(target=run, args=(stop, sent))
-            ping_t = threading.Thread(target=_pinger, args=(osc, stop, pings))
-            flood_t.start()
-            time.sleep(0.3)
-            ping_t.start()
+            proc = ctx.Process(target=target, args=(arg, dest, stop, counts)) if target else None
+            if proc is not None:
+                proc.start()
+                time.sleep(0.5)
+            tstop = threading.Event()
+            pinger = threading.Thread(target=_pinger, args=(osc, tstop, pings))
+            pinger.start()
             time.sleep(seconds)
-            stop.set()
-            flood_t.join()
-            ping_t.join()
-            probes += sent[0]
+            tstop.set()
+            pinger.join()
+            if proc is not None:
+                stop.set()
+                proc.join(10)
+            sent, sent_bytes, got = counts[0], counts[1], counts[2]
             table.append({"flood": name, "p50_ms": statistics.median(pings), "p99_ms": _pct(pings, 0.99),
-                          "max_ms": max(pings), "pings": len(pings), "requests": sent[0],
-                          "amplification": (sent[2] / sent[1]) if sent[1] else 0.0})
+                          "max_ms": max(pings), "pings": len(pings), "requests": int(sent),
+                          "amplification": got / sent_bytes if sent_bytes else 0.0})
+
+        measure("none (baseline)", None, None)
+        for name, target, arg in kinds:
+            measure(name, target, arg)
             time.sleep(1.2)  # the flooder's bucket refills; the next flood starts from the same state
         results["floods"] = table
+        probes = sum(row["requests"] for row in table)
         slow = sum(row["p99_ms"] >= 50 for row in table[1:])
         tally.add("same-host floods (budgets)", probes, slow, d,
                   "success = another client's ping p99 >= 50 ms")

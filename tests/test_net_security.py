@@ -164,6 +164,7 @@ def test_the_monitor_and_figures_need_the_key_and_allow_client(tmp_path: Path) -
         assert http_get(port, "/?HOST_INFO", source=allowed)[0] == 200  # OSCQuery stays open
         with BridgeClient("127.0.0.1", daemon.osc_port, timeout=5, bind=(allowed, 0)) as client:
             assert client.ping(2) >= 0
+        assert "Traceback" not in daemon.log_text() and daemon.alive()
     finally:
         daemon.stop()
 

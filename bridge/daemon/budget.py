@@ -54,6 +54,12 @@ class RateBudget:
         bucket[0] -= cost
         return True
 
+    def refund(self, host: str, tokens: float) -> None:
+        """Give back tokens charged in advance and not used (a bundle held fewer messages)."""
+        bucket = self._buckets.get(host)
+        if bucket is not None and tokens > 0:
+            bucket[0] = min(self.rate, bucket[0] + tokens)
+
     def wait_s(self, host: str, cost: float = 1.0) -> float:
         """Seconds until ``host`` has ``cost`` tokens (0 now). Connection transports wait this
         long before reading the host's next packet, so a flood over TCP or WebSocket is slowed

@@ -216,45 +216,54 @@ class Controller:
         return self._router
 
     # -- entry point --------------------------------------------------------------------
-    def admit(self, host: str, make_peer: Callable[[], Peer]) -> bool:
-        """Is a packet from ``host`` allowed and within its budget? Spends one token when it is.
-        Transports call this before copying or decoding anything (then ``handle_packet(...,
-        admitted=True)``); over budget, the host is told at most once a second (``make_peer``
-        builds whom to tell, only then)."""
+    def packet_cost(self, data: bytes | memoryview) -> int:
+        """Tokens a packet is charged before it is decoded: 1 for a message; for a bundle the
+        most messages it can hold (every message takes at least 12 bytes in a bundle), at most
+        ``max_bundle_messages``. What a bundle did not use is refunded after decoding, so a
+        host cannot make the daemon decode more messages than its budget pays for."""
+        if bytes(data[:8]) != b"#bundle\0":
+            return 1
+        return max(1, min(self._config.security.max_bundle_messages, (len(data) - 16) // 12))
+
+    def admit(self, host: str, make_peer: Callable[[], Peer], cost: int = 1) -> bool:
+        """Is a packet from ``host`` allowed and within its budget? Spends ``cost`` tokens when
+        it is. Transports call this before copying or decoding anything (then
+        ``handle_packet(..., admitted=True, prepaid=cost)``); over budget, the host is told at
+        most once a second (``make_peer`` builds whom to tell, only then)."""
         access = self.access
         if not access.client_allowed(host):
             self._ratelog.log(logging.WARNING, f"denied {host}", "packet from %s refused by --allow-client", host)
             return False  # no reply: answering unlisted hosts would make the bridge a reflector
-        if not access.rate.take(host):
+        if not access.rate.take(host, cost):
             self.rate_limited_packets += 1
             if access.rate.should_notify(host):
                 self._rate_limited(make_peer(), counted=True)
             return False
         return True
 
-    def handle_packet(self, data: bytes, peer: Peer, *, admitted: bool = False) -> None:
+    def handle_packet(self, data: bytes, peer: Peer, *, admitted: bool = False, prepaid: int | None = None) -> None:
         """Decode one packet from ``peer`` and act on each message in it.
 
         Budgets (docs/SECURITY.md): the packet costs its host one token of the per-host rate
-        budget, each further message of a bundle one more; a bundle over
-        ``max_bundle_messages`` is refused whole (``bundle_too_large``) before the rest is
-        decoded; the replies to a bundle are bounded by its size (``too_many_replies``)."""
+        budget per message, paid before decoding (:meth:`packet_cost`, the unused part
+        refunded); a bundle over ``max_bundle_messages`` is refused whole
+        (``bundle_too_large``) when the first message over it is reached; the replies to a
+        bundle are bounded by its size (``too_many_replies``). ``admitted``: the transport
+        already called :meth:`admit` and paid ``prepaid`` tokens."""
         access = self.access
-        if not admitted and not self.admit(peer.host, lambda: peer):
+        cost = self.packet_cost(data) if prepaid is None else prepaid
+        if not admitted and not self.admit(peer.host, lambda: peer, cost):
             return
         self._touch(peer.key)
         try:
             messages = decode_packet(data, self._config.security.max_bundle_messages)
         except OscDecodeError as exc:
-            self.malformed_packets += 1
-            if exc.code == "bundle_too_large":  # it made the daemon decode a bundle's worth: charge that
-                access.rate.take(peer.host, min(self._config.security.max_bundle_messages, access.rate.rate))
+            self.malformed_packets += 1  # (a bundle over the cap paid for the most it may hold: no refund)
             self._refuse(peer, ClientError(exc.code, exc.message), exc.address)
             return
+        if len(messages) < cost:
+            access.rate.refund(peer.host, cost - len(messages))
         if len(messages) > 1:
-            if not access.rate.take(peer.host, len(messages) - 1):
-                self._rate_limited(peer)
-                return
             budgeted = _BudgetedPeer(peer, max(REPLY_BUDGET_FLOOR, REPLY_BUDGET_FACTOR * len(data)))
             try:
                 self._dispatch_all(messages, budgeted)

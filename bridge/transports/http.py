@@ -29,6 +29,7 @@ and are closed before a request is read.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import ipaddress
 import logging
@@ -157,15 +158,18 @@ class _CappedRunner(web.AppRunner):
             made(handler, transport)
             peer = transport.get_extra_info("peername")
             host = str(peer[0]) if peer else "?"
+            # A refused connection is closed on the next loop turn, once aiohttp has finished
+            # setting it up (closing it inside connection_made leaves its request task without
+            # a manager).
             if not access.client_allowed(host):
-                transport.close()  # like OSC: nothing at all for unlisted hosts
+                asyncio.get_running_loop().call_soon(handler.force_close)  # like OSC: nothing for unlisted hosts
             elif budget.admit("http", host):
                 admitted[handler] = host
             else:
                 ratelog.log(logging.WARNING, f"http cap {host}", "HTTP connection from %s refused: %d connections "
                             "open (limit %d, %d per host)", host, budget.open, budget.total, budget.per_host)
                 transport.write(_BUSY_RESPONSE)
-                transport.close()
+                asyncio.get_running_loop().call_soon(handler.force_close)
 
         def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
             host = admitted.pop(handler, None)

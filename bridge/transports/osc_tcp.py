@@ -215,10 +215,10 @@ class OscTcpServer:
             self._controller.forget(peer.key)
             writer.close()
 
-    async def _pace(self, host: str) -> None:
-        """Wait (not reading this connection) until the host has budget for a packet: a flood
+    async def _pace(self, host: str, cost: int) -> None:
+        """Wait (not reading this connection) until the host has budget for this packet: a flood
         over TCP is slowed by flow control, and a well-behaved burst is delayed, not dropped."""
-        delay = self._controller.access.rate.wait_s(host)
+        delay = self._controller.access.rate.wait_s(host, cost)
         if delay > 0:
             await asyncio.sleep(min(delay, 1.0))
 
@@ -231,8 +231,8 @@ class OscTcpServer:
                 peer.reply(error_packet("packet_too_large", f"packet size {size} is outside 1..{self._max} bytes"))
                 await peer._writer.drain()
                 return  # the stream is out of sync; closing is the only safe answer
-            await self._pace(peer.host)
             packet = await asyncio.wait_for(reader.readexactly(size), IDLE_TIMEOUT_S)
+            await self._pace(peer.host, self._controller.packet_cost(packet))
             self._controller.handle_packet(packet, peer)
             await peer._writer.drain()
             head = await _read_or_end(reader.readexactly(4))
@@ -251,6 +251,6 @@ class OscTcpServer:
             except ValueError:
                 peer.reply(error_packet("malformed_packet", "bad SLIP escape sequence"))
                 continue
-            await self._pace(peer.host)
+            await self._pace(peer.host, self._controller.packet_cost(packet))
             self._controller.handle_packet(packet, peer)
             await peer._writer.drain()

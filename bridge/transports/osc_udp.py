@@ -104,9 +104,10 @@ class OscUdpServer:
                 self.ratelog.log(logging.DEBUG, "udp error", "UDP error (a client went away?): %s", exc)
                 continue
             host, port = addr[0], addr[1]
-            if not controller.admit(host, lambda h=host, p=port: UdpPeer(self, h, p)):
+            cost = controller.packet_cost(view[:size])
+            if not controller.admit(host, lambda h=host, p=port: UdpPeer(self, h, p), cost):
                 continue  # unlisted or over budget: dropped before any work
-            controller.handle_packet(bytes(view[:size]), UdpPeer(self, host, port), admitted=True)
+            controller.handle_packet(bytes(view[:size]), UdpPeer(self, host, port), admitted=True, prepaid=cost)
             if self._sock is None:  # a handler stopped the server
                 return
 

@@ -222,12 +222,13 @@ class WebRoutes:
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:
-                    delay = self._access.rate.wait_s(host)
+                    cost = 1 if is_frame(msg.data) else self._controller.packet_cost(msg.data)
+                    delay = self._access.rate.wait_s(host, cost)
                     if delay > 0:  # over budget: stop reading for a while (flow control), then go on
                         await asyncio.sleep(min(delay, 1.0))
-                    if not self._access.rate.take(host):
+                    if not self._controller.admit(host, lambda: peer, cost):
                         continue
-                    self._on_binary(msg.data, peer)
+                    self._on_binary(msg.data, peer, cost)
                 elif msg.type == WSMsgType.TEXT:
                     self._refuse(peer, ClientError("malformed_packet", "text messages are not OSC; send binary "
                                                    "messages (one OSC packet or one frame each)"))
@@ -256,9 +257,9 @@ class WebRoutes:
                               host, port, ws.close_code)
         return ws
 
-    def _on_binary(self, data: bytes, peer: WsPeer) -> None:
+    def _on_binary(self, data: bytes, peer: WsPeer, cost: int = 1) -> None:
         if not is_frame(data):
-            self._controller.handle_packet(data, peer, admitted=True)  # admitted and charged in _handle_ws
+            self._controller.handle_packet(data, peer, admitted=True, prepaid=cost)  # charged in _handle_ws
             return
         received = time.perf_counter_ns()
         try:
