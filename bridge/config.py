@@ -43,7 +43,7 @@ class HttpConfig:
     enabled: bool = True
     hosts: tuple[str, ...] = ()  # --http-host: more names the Host header may carry (a DNS name of this machine)
     monitor: bool = True  # --no-monitor: no thumbnails are taken and /monitor/state answers 404
-    max_websockets: int = 32  # open WebSockets at once (each may hold one message of up to 64 MiB half-sent)
+    max_websockets: int = 32  # open WebSockets at once, 1/8 per host (each may hold a half-sent message of <= 32 MiB)
     ws_queue_bytes: int = 16 * 1024 * 1024  # replies waiting for one WebSocket client; beyond it they are dropped
 
 

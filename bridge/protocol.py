@@ -70,7 +70,8 @@ ERROR_CODES: dict[str, str] = {
                     " the excess is dropped",
     "bundle_too_large": "a bundle with more messages than the bridge takes in one packet (64, nested ones"
                         " counted); the whole bundle is refused",
-    "too_many_replies": "the replies to one packet would be far larger than the packet; the rest are dropped",
+    "too_many_replies": "the replies to one bundle would be far larger than the bundle; the reply that went over"
+                        " is dropped and the rest of the bundle is not run",
     "too_many_connections": "the bridge's connection limit (in all or for this host) is reached; try again later",
     "out_of_resources": "the bridge ran out of file descriptors or memory for this request; try again later",
     "model_unavailable": "the model is loading or restarting after a stall; no picture was made (policy off)",

@@ -264,35 +264,40 @@ class Controller:
         if len(messages) < cost:
             access.rate.refund(peer.host, cost - len(messages))
         if len(messages) > 1:
-            budgeted = _BudgetedPeer(peer, max(REPLY_BUDGET_FLOOR, REPLY_BUDGET_FACTOR * len(data)))
+            allowance = max(REPLY_BUDGET_FLOOR, REPLY_BUDGET_FACTOR * len(data))
+            budgeted = _BudgetedPeer(peer, allowance)
+            skipped = 0
             try:
-                self._dispatch_all(messages, budgeted)
+                for i, message in enumerate(messages):
+                    if budgeted.over:  # its answers would be dropped: the rest of the bundle is not run
+                        skipped = len(messages) - i
+                        break
+                    self._dispatch_one(message, budgeted)
             finally:
                 budgeted.active = False
             if budgeted.over:
-                self.replies_over_budget += budgeted.over
-                self._refuse(peer, ClientError("too_many_replies", f"{budgeted.over} replies to this bundle were "
-                                               f"dropped: a bundle of {len(data)} bytes may cause at most "
-                                               f"{max(REPLY_BUDGET_FLOOR, REPLY_BUDGET_FACTOR * len(data))} bytes "
-                                               f"of replies; send fewer queries per bundle"), None)
+                self.replies_over_budget += budgeted.over + skipped
+                self._refuse(peer, ClientError("too_many_replies", f"a bundle of {len(data)} bytes may cause at most "
+                                               f"{allowance} bytes of replies: {budgeted.over} dropped, the last "
+                                               f"{skipped} messages not run; send fewer queries per bundle"), None)
             return
-        self._dispatch_all(messages, peer)
-
-    def _dispatch_all(self, messages: list[OscMessage], peer: Peer) -> None:
         for message in messages:
-            try:
-                self._dispatch(message, peer)
-            except ClientError as exc:
-                self._refuse(peer, exc, message.address)
-            except OSError as exc:
-                if exc.errno not in _FD_ERRNOS:
-                    self._internal(peer, exc, message.address)
-                    continue
-                # Out of descriptors or memory: a state of the machine, not a bug; no traceback.
-                self._refuse(peer, ClientError("out_of_resources", f"{message.address}: {exc.strerror or exc}; "
-                                               "try again later"), message.address)
-            except Exception as exc:  # a handler bug must not take the transport down
+            self._dispatch_one(message, peer)
+
+    def _dispatch_one(self, message: OscMessage, peer: Peer) -> None:
+        try:
+            self._dispatch(message, peer)
+        except ClientError as exc:
+            self._refuse(peer, exc, message.address)
+        except OSError as exc:
+            if exc.errno not in _FD_ERRNOS:
                 self._internal(peer, exc, message.address)
+                return
+            # Out of descriptors or memory: a state of the machine, not a bug; no traceback.
+            self._refuse(peer, ClientError("out_of_resources", f"{message.address}: {exc.strerror or exc}; "
+                                           "try again later"), message.address)
+        except Exception as exc:  # a handler bug must not take the transport down
+            self._internal(peer, exc, message.address)
 
     def _internal(self, peer: Peer, exc: Exception, address: str) -> None:
         self._ratelog.log(logging.ERROR, f"internal {address}", "handler for %s failed: %s: %s", address,

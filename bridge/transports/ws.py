@@ -25,7 +25,9 @@ could otherwise talk to a bridge on localhost: the HTTP server's access policy r
 ``Host`` or ``Origin`` that is not a name of this bridge (bridge/daemon/access.py), which
 also closes DNS rebinding. Tools that send no ``Origin`` (Python, Node, TouchDesigner) are
 accepted, subject to ``--allow-client``. At most ``HttpConfig.max_websockets`` sockets are
-open at once (a quarter of them per host); each queues at most ``ws_queue_bytes`` of replies
+open at once (an eighth of them per host), each may be receiving one message of at most
+:data:`MAX_MESSAGE_BYTES` (so half-sent messages hold at most 4 x 32 MiB per host and 1 GiB in
+all, by default); each queues at most ``ws_queue_bytes`` of replies
 for a client that does not read (at least one message), the rest is dropped and counted.
 """
 
@@ -56,7 +58,7 @@ from .wsframe import WsFrameJob, is_frame, parse_frame
 log = logging.getLogger(__name__)
 
 WEB_ROOT = Path(__file__).resolve().parents[2] / "sketches" / "web"
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # larger messages close the connection (1009)
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024 + 64  # larger messages close the connection (1009): a 4K RGBA8 frame fits
 SEND_QUEUE = 32  # messages waiting to go out per connection; beyond it replies are dropped
 SEND_QUEUE_BYTES = 16 * 1024 * 1024  # and bytes (HttpConfig.ws_queue_bytes); one message always fits
 HEARTBEAT_S = 20.0  # ping interval: a vanished browser is noticed within ~2 intervals
@@ -196,9 +198,9 @@ class WebRoutes:
 
     # -- WebSocket ------------------------------------------------------------------------
     def _ws_room(self, host: str) -> bool:
-        """Below the WebSocket caps (in all, and a quarter of them for one host)?"""
+        """Below the WebSocket caps (in all, and an eighth of them for one host)?"""
         total = self._config.http.max_websockets
-        return len(self._sockets) < total and self._ws_per_host.get(host, 0) < max(2, total // 4)
+        return len(self._sockets) < total and self._ws_per_host.get(host, 0) < max(2, total // 8)
 
     async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
         # --allow-client, Host and Origin were checked by the HTTP server's access middleware.
