@@ -448,7 +448,7 @@ def test_replica_loads_before_frames_answers_errors_as_tuples_and_keeps_models_r
     from bridge.engines.ray_engine import StageReplica
 
     async def main() -> None:
-        replica = StageReplica(PipelineConfig())
+        replica = StageReplica(PipelineConfig(test_models=True))  # throttle: a test stage
         await replica.reconfigure({"model": "invert"})
         img = frame(4, 6, 3)
         out, info, error = await replica.process("invert", img, "BGRA8")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import deque
 from typing import Hashable
 
@@ -66,6 +67,7 @@ class OscUdpServer:
         self._pending: deque[tuple[bytes, tuple[str, int]]] = deque()
         self._pending_bytes = 0
         self.dropped_sends = 0
+        self._blocked: dict[str, float] = {}  # host -> monotonic time before which it has no budget
 
     @property
     def port(self) -> int:
@@ -95,6 +97,8 @@ class OscUdpServer:
             return
         buf, view = self._buf, memoryview(self._buf)
         controller = self.controller
+        blocked = self._blocked
+        now = time.monotonic()  # once per batch: a batch takes well under a millisecond
         for _ in range(READ_BATCH):
             try:
                 size, addr = sock.recvfrom_into(buf)
@@ -104,8 +108,19 @@ class OscUdpServer:
                 self.ratelog.log(logging.DEBUG, "udp error", "UDP error (a client went away?): %s", exc)
                 continue
             host, port = addr[0], addr[1]
+            until = blocked.get(host)
+            if until is not None:
+                if now < until:  # a host known to be over budget: one look-up, nothing else
+                    controller.rate_limited_packets += 1
+                    continue
+                del blocked[host]
             cost = controller.packet_cost(view[:size])
             if not controller.admit(host, lambda h=host, p=port: UdpPeer(self, h, p), cost):
+                wait = controller.access.rate.wait_s(host, cost)
+                if wait > 0:  # over budget (not unlisted): skip its packets until a token is due
+                    if len(blocked) >= 1024:
+                        blocked.clear()
+                    blocked[host] = now + wait
                 continue  # unlisted or over budget: dropped before any work
             controller.handle_packet(bytes(view[:size]), UdpPeer(self, host, port), admitted=True, prepaid=cost)
             if self._sock is None:  # a handler stopped the server
