@@ -112,11 +112,12 @@ class Tally:
                           "note": note})
 
 
-def start(tmp: Path, *args: str, http: bool = True, preexec: Callable[[], None] | None = None) -> DaemonProcess:
+def start(tmp: Path, *args: str, http: bool = True, preexec: Callable[[], None] | None = None,
+          src: Path | None = None) -> DaemonProcess:
     root = tmp / "root"
     root.mkdir(exist_ok=True)
     return DaemonProcess(["--model", "passthrough", "--allow-root", str(root), *args], shm_dir=tmp, http=http,
-                         preexec_fn=preexec)
+                         preexec_fn=preexec, src=src)
 
 
 # -- classes ----------------------------------------------------------------------------------------
@@ -304,10 +305,10 @@ def _flood_get(url: str, dest: tuple[str, int], stop: Any, counts: Any) -> None:
     asyncio.run(go())
 
 
-def floods(tmp: Path, tally: Tally, seconds: float, results: dict[str, Any]) -> None:
+def floods(tmp: Path, tally: Tally, seconds: float, results: dict[str, Any], src: Path | None = None) -> None:
     import multiprocessing as mp
 
-    d = start(tmp)
+    d = start(tmp, src=src)
     try:
         osc, port = d.port, d.http_port or 0
         dest = ("127.0.0.1", osc)
@@ -351,11 +352,12 @@ def floods(tmp: Path, tally: Tally, seconds: float, results: dict[str, Any]) -> 
         for name, target, arg in kinds:
             measure(name, target, arg)
             time.sleep(1.2)  # the flooder's bucket refills; the next flood starts from the same state
-        results["floods"] = table
+        results["floods" if src is None else "floods_other"] = table
         probes = sum(row["requests"] for row in table)
         slow = sum(row["p99_ms"] >= 50 for row in table[1:])
-        tally.add("same-host floods (budgets)", probes, slow, d,
-                  "success = another client's ping p99 >= 50 ms")
+        if src is None:
+            tally.add("same-host floods (budgets)", probes, slow, d,
+                      "success = another client's ping p99 >= 50 ms")
     finally:
         d.stop()
 
@@ -518,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flood-s", type=float, default=5.0, help="seconds per flood (default 5)")
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--compare", metavar="DIR", type=Path,
+                    help="also flood the daemon of another checkout (e.g. main) in the same run, for a before/after")
     args = ap.parse_args(argv)
     tally = Tally()
     results: dict[str, Any] = {}
@@ -529,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(tmp) / name
             folder.mkdir()
             step(folder)
+        if args.compare is not None:
+            folder = Path(tmp) / "other"
+            folder.mkdir()
+            floods(folder, tally, args.flood_s, results, src=args.compare.resolve())
     print("| class | probes | successes | crashes | note |\n|---|---:|---:|---:|---|")
     for row in tally.rows:
         print(f"| {row['class']} | {row['probes']:,} | {row['successes']} | {row['crashes']} | {row['note']} |")
@@ -537,6 +545,13 @@ def main(argv: list[str] | None = None) -> int:
     for row in results.get("floods", []):
         print(f"| {row['flood']} | {row['requests']:,} | {row['amplification']:.3f} | {row['p50_ms']:.2f} | "
               f"{row['p99_ms']:.2f} | {row['max_ms']:.2f} |")
+    if results.get("floods_other"):
+        print(f"\nThe same floods against {args.compare} (p99 ratio = that p99 / this branch's p99):\n")
+        print("| flood | requests | reply bytes / request byte | ping p50 ms | p99 ms | max ms | p99 ratio |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for row, mine in zip(results["floods_other"], results.get("floods", [])):
+            print(f"| {row['flood']} | {row['requests']:,} | {row['amplification']:.3f} | {row['p50_ms']:.2f} | "
+                  f"{row['p99_ms']:.2f} | {row['max_ms']:.2f} | {row['p99_ms'] / max(mine['p99_ms'], 0.01):.1f} |")
     print("\n| connection attack | daemon RSS before MiB | worst MiB | others served |\n|---|---:|---:|---|")
     for row in results.get("connections", []):
         print(f"| {row['attack']} | {row['rss_before_mb']:.0f} | {row['rss_worst_mb']:.0f} | "

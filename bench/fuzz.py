@@ -77,6 +77,8 @@ P = protocol.PREFIX
 UDP_MAX = 65507  # bytes: the IPv4 datagram limit
 TCP_MAX = 65536  # bytes: the daemon's default --max-packet-bytes for TCP
 REPLY_TIMEOUT_S = 5.0  # a case with fewer replies than expected after this long is unanswered
+MAX_BUNDLE_MESSAGES = 64  # the daemon's SecurityConfig.max_bundle_messages: a bigger bundle gets one error
+CUT_GRACE_S = 0.5  # after too_many_replies: the replies of frames that did run may still come
 MAX_UNANSWERED = 50  # beyond this many the run stops (reported as aborted) instead of waiting them all out
 HEALTHY_TIMEOUT_S = 5.0
 HEALTHY_CHANNEL = "healthy-client"
@@ -716,11 +718,13 @@ def make_safe(packet: bytes, own_port: int, models: frozenset[str]) -> bytes:
 
 def expected_count(packet: bytes, ws: bool = False) -> int:
     """Replies owed: one per message of a packet that decodes (a frame job's reply counts once,
-    whatever it is), one error for a packet that does not."""
+    whatever it is), one error for a packet that does not, or for a bundle over the daemon's
+    64-message cap (``bundle_too_large``). A bundle whose replies go over its reply budget ends
+    with ``too_many_replies`` instead (see :meth:`Harness._collect`)."""
     if ws and is_frame(packet):
         return 1
     try:
-        return len(decode_packet(packet))
+        return len(decode_packet(packet, MAX_BUNDLE_MESSAGES))
     except OscDecodeError:
         return 1
 
@@ -735,6 +739,7 @@ class Harness:
         self.healthy = Healthy(target, self.results)
         self.models = frozenset(self.healthy.client.models()) | frozenset(REGISTRY)
         self._since_healthy = 0
+        self.last_cut = False  # the last case ended with too_many_replies (see _collect)
         self._sync_token = 10**6
         self.links: dict[str, Link] = {}
         self._prepare_files()
@@ -806,6 +811,7 @@ class Harness:
             self.results.cases[f"{via} {case.kind}"] -= 1
             self.results.cases["skipped (over the datagram limit, redrawn)"] += 1
             return False
+        self.last_cut = False
         try:
             if isinstance(link, TcpLink) and case.kind == "framing":
                 link.send_raw(packet)
@@ -819,7 +825,7 @@ class Harness:
             link.close()
             if isinstance(link, UdpLink):
                 del self.links[via]  # a new socket (and its set-up) next time
-        if len(replies) < want:
+        if len(replies) < want and not self.last_cut:
             if case.kind == "framing" and isinstance(link, TcpLink) and replies:
                 pass  # a stream refused and closed: one error, then EOF
             else:
@@ -837,15 +843,23 @@ class Harness:
         return True
 
     def _collect(self, link: Link, want: int) -> list[bytes]:
+        """Up to ``want`` replies. A bundle cut short by its reply budget (``too_many_replies``:
+        the rest of it did not run) owes no more; what its frames still answer is taken for a
+        short grace, and the case counts as answered."""
         replies: list[bytes] = []
         deadline = time.monotonic() + REPLY_TIMEOUT_S
-        while len(replies) < want:
+        cut = False
+        while len(replies) < want or cut:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             got = link.recv(left)
             if got is not None:
                 replies.append(got)
+                if not cut and b"too_many_replies" in got:
+                    cut = True
+                    deadline = min(deadline, time.monotonic() + CUT_GRACE_S)
+        self.last_cut = cut
         return replies
 
     def _sync(self, link: Link, via: str) -> None:
