@@ -391,7 +391,8 @@ class Controller:
     def _register_host(self, peer: Peer, args: _Args) -> None:
         reply_port = self._reply_port(args)
         self._router.register_host(peer.host, reply_port)
-        log.info("host %s registered default reply port %d", peer.host, reply_port)
+        self._ratelog.log(logging.INFO, f"register {peer.host}", "host %s registered default reply port %d", peer.host,
+                          reply_port)
         peer.reply(encode_message(protocol.REGISTERED, reply_port))
 
     @staticmethod

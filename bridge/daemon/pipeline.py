@@ -37,6 +37,7 @@ from ..engines import Engine, create_engine
 from ..errors import ClientError, ModelLoadError
 from ..osc import encode_message
 from ..util.frame_context import frame_context
+from ..util.logutil import RateLimitedLog
 from .jobs import AbandonedFrame, FrameJob, error_packet
 from .latest import LatestMailboxes, MailboxClosed
 from .monitor import FrameTap
@@ -82,6 +83,7 @@ class Pipeline:
         self._reload: asyncio.Task[None] | None = None
         self._next_worker_id = 0
         self.restarts = 0
+        self._ratelog = RateLimitedLog(log)  # lines a client can trigger per frame
         self.catalog = stages.Catalog(config, cached=True)  # messages never read model folders (refresh_catalog)
         self.engine: Engine = create_engine(self.catalog, engine)
         # Workers: as many as the active stage takes frames at once, up to the engine's bound (the
@@ -315,13 +317,16 @@ class Pipeline:
                 self.stats.count_error()
                 # An engine's stage knows no frame ids (e.g. replica_lost): the error is this job's.
                 frame_id = job.frame_id if exc.frame_id == protocol.NO_FRAME_ID else exc.frame_id
-                log.info("frame %d from %s: %s: %s", frame_id, job.client, exc.code, exc.message)
+                # Rate limited per code: a client can make every one of its frames fail.
+                self._ratelog.log(logging.INFO, f"frame {exc.code}", "frame %d from %s: %s: %s", frame_id, job.client,
+                                  exc.code, exc.message)
                 packet = error_packet(exc.code, exc.message, frame_id)
                 if self.monitor is not None:
                     self.monitor.error(job.client, exc.code, exc.message, frame_id)
             except Exception as exc:  # a bug must not kill the worker: report it and go on
                 self.stats.count_error()
-                log.exception("frame %d from %s failed", job.frame_id, job.client)
+                self._ratelog.log(logging.ERROR, "frame internal", "frame %d from %s failed", job.frame_id, job.client,
+                                  exc_info=exc)
                 packet = error_packet("internal", f"{type(exc).__name__}: {exc}", job.frame_id)
             finally:
                 with self._busy_lock:

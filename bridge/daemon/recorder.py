@@ -39,10 +39,12 @@ from ..formats.paths import resolve_output
 from ..formats.recording import INDEX, frame_file_name, write_meta
 from ..osc import encode_message
 from ..shm import ShmError
+from ..util.logutil import RateLimitedLog
 from .monitor import client_label
 from .shm_channels import Channel
 
 log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)  # start/stop lines: a client may loop them (suppressed ones are counted)
 
 MAX_RECORDINGS = 4
 MAX_ENTRIES = 5_000_000
@@ -128,7 +130,8 @@ class Recorder:
         rec.index = index
         self._recordings[owner] = rec
         self._ensure_writer()
-        log.info("recording %s (for %s) into %s", source, client_label(owner), folder)
+        _ratelog.log(logging.INFO, "recording started", "recording %s (for %s) into %s", source, client_label(owner),
+                     folder)
         return folder
 
     def stop(self, owner: Hashable, reason: str = "stopped", folder: str | None = None) -> _Recording | None:
@@ -140,8 +143,8 @@ class Recorder:
         rec = self._recordings.pop(owner, None)
         if rec is not None:
             self._put("close", rec, reason, 0)
-            log.info("recording %s stopped (%s): %d entries, %d bytes, %d dropped", rec.folder, reason,
-                     rec.entries, rec.bytes, rec.dropped)
+            _ratelog.log(logging.INFO, "recording stopped", "recording %s stopped (%s): %d entries, %d bytes, %d "
+                         "dropped", rec.folder, reason, rec.entries, rec.bytes, rec.dropped)
         return rec
 
     def stopped_packet(self, rec: _Recording, reason: str) -> bytes:

@@ -281,7 +281,8 @@ class OscQueryServer:
                 return _json_error(exc.status, exc.reason)
             raise
         except Exception:
-            log.exception("HTTP %s %s failed", request.method, request.path_qs)
+            self._ratelog.log(logging.ERROR, f"http failed {request.path}", "HTTP %s %s failed", request.method,
+                              request.path_qs, exc_info=True)
             return _json_error(500, "internal error (see the bridge's log)")
         if response.status >= 400:
             self._ratelog.log(logging.DEBUG, "http client error", "HTTP %s %s -> %d",
