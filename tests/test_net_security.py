@@ -187,11 +187,15 @@ def test_without_a_token_the_key_is_random_and_printed(tmp_path: Path) -> None:
 
 
 def test_no_monitor_keeps_no_pictures(tmp_path: Path) -> None:
-    daemon = start_bridge(tmp_path, "--no-monitor", http=True)
+    token = tmp_path / "token"
+    token.write_text("a long enough token\n")
+    daemon = start_bridge(tmp_path, "--no-monitor", "--token-file", str(token), http=True)
     try:
         port = daemon.http_port
         assert port is not None and "/monitor?key=" not in daemon.log_text()
         assert http_get(port, "/monitor/state", headers={"Authorization": "Bearer x"})[0] == 401
+        status, body = http_get(port, "/monitor/state", headers={"Authorization": "Bearer a long enough token"})
+        assert status == 404 and body is not None and "--no-monitor" in body["error"]
         with daemon.client() as client:  # a frame passes; nothing of it is kept for a monitor
             from PIL import Image
 
