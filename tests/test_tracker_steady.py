@@ -168,6 +168,22 @@ def test_a_lost_person_is_held_then_no_person(models) -> None:  # noqa: ANN001
     assert poser.last_people == []
 
 
+def test_a_swap_between_keypoint_models_keeps_each_clients_tracking(models) -> None:  # noqa: ANN001
+    """Two keypoint models with the same tracker settings share one CameraPoser: after a hot swap
+    the client's person is still tracked (same identity, smoothing state) rather than detected
+    afresh; other settings get their own poser."""
+    from bridge.pose.camera import shared_camera_poser
+
+    first, second = shared_camera_poser(models), shared_camera_poser(models)
+    assert first is second
+    assert shared_camera_poser(models, tracking=TrackingSettings(hold_ms=50)) is not first
+    frames = _still_frames(4)
+    before = first.people(frames[0], "swap-client", now=0.0)
+    after = second.people(frames[1], "swap-client", now=1 / 30)
+    assert len(before) == len(after) == 1 and after[0].track_id == before[0].track_id
+    assert first.streams >= 1 and not after[0].held
+
+
 @pytest.mark.parametrize("front", ["grace_hopper", "astronaut"])
 def test_identity_stays_with_each_person_when_two_cross(models, front: str) -> None:  # noqa: ANN001
     """The astronaut walks right, Grace Hopper left, one passing in front of the other: whoever is

@@ -344,7 +344,7 @@ def _camera_poser(card: ModelCard | None, threads: int, max_people: int = 1) -> 
     if card is None:
         return None, "the camera tracker's card models/blazepose is missing"
     try:
-        from ..pose.camera import CameraPoser, card_settings, shared_tracker_models
+        from ..pose.camera import card_settings, shared_camera_poser, shared_tracker_models
 
         try:
             smoothing, tracking = card_settings(card.extra)
@@ -352,7 +352,7 @@ def _camera_poser(card: ModelCard | None, threads: int, max_people: int = 1) -> 
             raise ModelLoadError(f"{card.folder}/card.toml: {exc}") from None
         table = card.extra.get("tracker")
         models = shared_tracker_models(card.folder, table if isinstance(table, dict) else {}, threads)
-        return CameraPoser(models, max_people=max_people, smoothing=smoothing, tracking=tracking), ""
+        return shared_camera_poser(models, max_people, smoothing, tracking), ""
     except BridgeError as exc:
         log.warning("camera frames for keypoint models cannot be posed: %s", exc)
         return None, str(exc)

@@ -234,3 +234,22 @@ class CameraPoser:
         people = self.people(rgb, stream, now, max_people, smoothing)
         pts = np.stack([p.points for p in people]) if people else np.zeros((0, 33, 3), np.float32)
         return KeypointFrame(LAYOUT, int(frame_id), int(w), int(h), pts.astype(np.float32), False)
+
+
+_posers: dict[tuple[int, int, SmoothingSettings, TrackingSettings], CameraPoser] = {}
+
+
+def shared_camera_poser(models: TrackerModels, max_people: int = 1, smoothing: SmoothingSettings | None = None,
+                        tracking: TrackingSettings | None = None) -> CameraPoser:
+    """One :class:`CameraPoser` per process and settings, shared by every model that poses camera
+    frames with them: a hot swap between two such models keeps each client's tracking, smoothing
+    and held people, so the first frames after a switch are tracked, not detected afresh (where
+    the detector could miss a person the tracker was following)."""
+    smoothing, tracking = smoothing or SmoothingSettings(), tracking or TrackingSettings()
+    key = (id(models), max_people, smoothing, tracking)
+    with _shared_lock:
+        poser = _posers.get(key)
+        if poser is None or poser.models is not models:
+            poser = _posers[key] = CameraPoser(models, max_people=max_people, smoothing=smoothing, tracking=tracking)
+        return poser
+
