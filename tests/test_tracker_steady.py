@@ -220,6 +220,27 @@ def test_several_people_cost_a_landmark_run_each(models) -> None:  # noqa: ANN00
     assert len(poser.people(frames[0], "group", now=1.0, max_people=1)) == 1
 
 
+def test_four_small_people_side_by_side_are_found_on_tiles(models) -> None:  # noqa: ANN001
+    """Four people 190 px high in 640x480: the whole frame at the detector's 224 px finds one; the
+    tiled search finds every one, each a distinct person (their shoulders in four places), and
+    once all are tracked no detector runs."""
+    from crowd import group
+
+    frames = group(4, frames=6)
+    assert len(models.detector.detect(frames[0])) < 4  # why tiles are needed
+    tiled = models.detector.detect_tiled(frames[0])
+    assert len(tiled) == 4, [d.box for d in tiled]
+    centres = sorted(float((d.box[0] + d.box[2]) / 2) for d in tiled)
+    assert np.allclose(centres, [0.125, 0.375, 0.625, 0.875], atol=0.06), centres
+    poser = CameraPoser(models, max_people=4)
+    for i, rgb in enumerate(frames):
+        people = poser.people(rgb, "four", now=i / 30)
+        assert len(people) == 4 and not any(p.held for p in people), i
+    assert poser._streams["four"].tracker.last_runs == (0, 4)
+    xs = sorted(float(np.median(p.points[[11, 12], 0])) for p in people)
+    assert np.allclose(xs, [80, 240, 400, 560], atol=40), xs
+
+
 # -- settings: flag and OSC ----------------------------------------------------------------------
 def test_max_people_flag_validation() -> None:
     assert resolve_pipeline().max_people == 1
