@@ -73,6 +73,8 @@ ERROR_CODES: dict[str, str] = {
     "shm_bad_header": "the channel file's header is not a valid pose2person header",
     "shm_torn": "the frame changed while it was read (writer died or overran the ring)",
     "shm_frame_missing": "no slot of the channel holds that frame id",
+    "shm_not_owner": "the channel belongs to another client (or the handle's token is wrong): use the channel"
+                     " name from your own /pose2person/shm/opened reply",
     "shm_busy": "every output slot of the channel is being written (several workers answering one channel)",
     "too_many_channels": "the shared-memory channel limit is reached",
     "ws_bad_frame": "a WebSocket frame message with a bad header, or a payload that is truncated or overlong",

@@ -134,14 +134,17 @@ class PathJob(FrameJob):
 
     def run(self, stage: Stage) -> bytes:
         with timed("input"):
+            # Opened from its root without following links (bridge/formats/safefs.py): the path was
+            # checked when the message came, and may have been swapped for a link since.
             image, fmt = read_image(self.input_path, max_pixels=self.security.max_pixels,
-                                    max_bytes=self.security.max_file_bytes, frame_id=self.frame_id)
+                                    max_bytes=self.security.max_file_bytes, frame_id=self.frame_id,
+                                    roots=self.security.allow_roots)
         result = run_stage(stage, image, fmt, 0, self.frame_id, self.safe)
         if self.abandoned:  # the stall watchdog answered this frame meanwhile
             raise AbandonedFrame()
         self.tap = TapFrames(image, result, fmt, 0)
         with timed("publish"):
-            write_image_atomic(self.output_path, result, fmt, self.frame_id)
+            write_image_atomic(self.output_path, result, fmt, self.frame_id, self.security.allow_roots)
         self.latency_ms = elapsed_ms(self.received_ns)
         height, width = result.shape[:2]
         return encode_message(protocol.FRAME_DONE, self.frame_id, str(self.output_path), width, height,
@@ -161,6 +164,7 @@ class ShmJob(FrameJob):
     """
 
     channel: Channel | None = None
+    reply_name: str = ""  # the channel as the client named it (plain name or handle), echoed in /frame/ready
     # The output slot this job holds while it runs (the stall watchdog frees it, see release_output).
     _claim: tuple[Any, int] | None = field(default=None, init=False, repr=False)
 
@@ -237,7 +241,7 @@ class ShmJob(FrameJob):
                 self.release_output()
         record("publish", elapsed_ms(published_from))
         self.latency_ms = elapsed_ms(self.received_ns)
-        return encode_message(protocol.FRAME_READY, ch.name, self.frame_id, self.latency_ms)
+        return encode_message(protocol.FRAME_READY, self.reply_name or ch.name, self.frame_id, self.latency_ms)
 
 
 def _small_copy(image: np.ndarray) -> np.ndarray:
