@@ -485,19 +485,28 @@ class ChannelFile:
                 self._writing.discard(k)
             raise
 
-    def end_write(self, k: int, frame_id: int, *, publish: bool = True) -> None:
+    def end_write(self, k: int, frame_id: int, *, publish: bool = True, pixels: np.ndarray | None = None) -> None:
         """Leave slot k: stamp it, make seq even, and (if ``publish``) advance write_count.
 
         With ``publish=False`` the slot is closed as invalid (frame_id -1), e.g. when the
-        source frame turned out torn. Unmapped, the buffer :meth:`begin_write` handed out is
-        written into the slot first (``pwrite``: a truncated file is ``shm_bad_header``).
+        source frame turned out torn. Unmapped, the buffer :meth:`begin_write` handed out, or
+        ``pixels`` instead (a C-contiguous array of the slot's shape and dtype: a model's result,
+        written without first copying it into that buffer), goes into the slot first (``pwrite``:
+        a truncated file is ``shm_bad_header``). Mapped, ``pixels`` is copied into the slot.
         """
         off = self.layout.slot_offset(k)
+        if pixels is not None and (pixels.shape != self._shape or pixels.dtype != self.layout.dtype
+                                   or not pixels.flags.c_contiguous):
+            raise ValueError(f"end_write needs a contiguous {self._shape}/{self.layout.dtype} array")
         with self._writing_lock:
             buf = self._pending.pop(k, None)
         try:
-            if buf is not None and publish:
-                self._pwrite(memoryview(buf.reshape(-1).view(np.uint8)), off + SLOT_HEADER_SIZE)
+            if publish and pixels is not None and self._mm is not None:
+                np.copyto(self._views[k], pixels)
+            elif publish and (pixels is not None or buf is not None):
+                source = pixels if pixels is not None else buf
+                assert source is not None
+                self._pwrite(memoryview(source.reshape(-1).view(np.uint8)), off + SLOT_HEADER_SIZE)
             self.check_size()
             with self._writing_lock:  # two of this process's writers must not take one count
                 seq = _U64.unpack(self._pread(8, off))[0]

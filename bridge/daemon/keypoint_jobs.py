@@ -109,16 +109,14 @@ class KeypointJob(FrameJob):
             if (result.shape[1], result.shape[0]) != size:  # the message's frame size differs from the channel's
                 result = cv2.resize(result, size, interpolation=cv2.INTER_LINEAR)
             pixels = convert(result, "RGB8", ch.layout.format, flip_rows=ch.layout.origin == ORIGIN_BOTTOM_LEFT)
+            pixels = np.ascontiguousarray(pixels)
             try:
-                out_k, slot = ch.output.begin_write()
+                out_k, _ = ch.output.begin_write()
+                # Written with pwrite from the picture itself (the daemon never maps channel files:
+                # a client truncating its file is this frame's shm_bad_header, not a SIGBUS).
+                ch.output.end_write(out_k, self.frame_id, pixels=pixels)
             except ShmError as exc:  # e.g. the client truncated its output file: this frame's error
                 raise ClientError(exc.code, exc.message, self.frame_id) from None
-            published = False
-            try:
-                np.copyto(slot, pixels)
-                published = True
-            finally:
-                ch.output.end_write(out_k, self.frame_id, publish=published)
         self.tap = TapFrames(None, pixels, ch.layout.format, ch.layout.origin, pose)
         self.latency_ms = elapsed_ms(self.received_ns)
         return encode_message(protocol.FRAME_READY, self.target.label or ch.name, self.frame_id, self.latency_ms)
