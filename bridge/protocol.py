@@ -180,9 +180,10 @@ ADDRESSES: tuple[Address, ...] = (
             reply="/pose2person/keypoints/target s output_path", extended_type=("filepath",),
             arg_names=("output_path",)),
     Address(f"{PREFIX}/shm/open", ("siis", "siisi"),
-            "Open (or re-open) a shared-memory channel: width, height, format (BGRA8, RGBA8, RGB8,"
-            " BGR8, RGBAF32) and optional origin (0 top-left, 1 bottom-left).",
-            reply="/pose2person/shm/opened s channel s input_file s output_file i width i height s format i slots",
+            "Open (or re-open) this client's shared-memory channel: width, height, format (BGRA8, RGBA8,"
+            " RGB8, BGR8, RGBAF32) and optional origin (0 top-left, 1 bottom-left).",
+            reply="/pose2person/shm/opened s handle s input_file s output_file i width i height s format i slots "
+                  "(handle = <channel>.<token>: the channel is this client's; name it so from any socket)",
             arg_names=("channel", "width", "height", "format", "origin"),
             range=(None, {"MIN": 1, "MAX": 16384}, {"MIN": 1, "MAX": 16384},
                    {"VALS": ["BGRA8", "RGBA8", "RGB8", "BGR8", "RGBAF32"]}, {"VALS": [0, 1]})),

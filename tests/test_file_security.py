@@ -335,3 +335,83 @@ def test_truncating_a_channel_file_mid_frame_does_not_kill_the_daemon(slow: Runn
         again = client.open_shm("big", 64, 48, "BGRA8")
         out, _ = client.process_shm(again, np.full((48, 64, 4), 1, np.uint8), 3, timeout=10)
         assert (out == 1).all()
+
+
+# -- the pieces, directly ------------------------------------------------------------------------------
+def test_read_bytes_refuses_a_fifo_even_with_a_writer_and_never_reads_past_the_cap(tmp_path: Path) -> None:
+    """The 320 MiB read past the 256 MiB cap came from a FIFO someone kept writing: refused unread now.
+    A regular file over the cap is refused from its size."""
+    from bridge.errors import ClientError
+    from bridge.formats.safefs import read_bytes
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer end, so a blocking open would succeed
+    try:
+        os.write(writer, b"\x89PNG" + b"x" * 1000)
+        with pytest.raises(ClientError) as info:
+            read_bytes(fifo, (tmp_path,), max_bytes=100, frame_id=3)
+        assert info.value.code == "file_not_found" and "not a regular file" in info.value.message
+    finally:
+        os.close(writer)
+    big = tmp_path / "big.png"
+    big.write_bytes(b"y" * 101)
+    with pytest.raises(ClientError) as info:
+        read_bytes(big, (tmp_path,), max_bytes=100, frame_id=3)
+    assert info.value.code == "image_too_large"
+    assert read_bytes(big, (tmp_path,), max_bytes=101, frame_id=3) == b"y" * 101
+
+
+def test_the_registry_counts_pinned_files_and_reclaims_idle_channels(tmp_path: Path) -> None:
+    """A retired channel a worker is still inside counts against the budget until it lets go; when
+    the table is full, a channel unused for IDLE_RECLAIM_S makes room, one in use never does."""
+    from bridge.config import SecurityConfig, ShmConfig
+    from bridge.daemon import shm_channels
+    from bridge.daemon.shm_channels import ChannelRegistry
+    from bridge.shm import Layout, ShmError
+
+    size = 2 * Layout(64, 48, "BGRA8").file_size
+    registry = ChannelRegistry(ShmConfig(directory=tmp_path, max_channels=2, max_bytes=2 * size), SecurityConfig(),
+                               "t")
+    a = registry.open("a", 64, 48, "BGRA8", owner="A")
+    a.output._enter()  # a worker inside a pwrite of a's output file
+    registry.close("a", "A")
+    assert not a.released and not a.input_path.exists()
+    b = registry.open("b", 64, 48, "BGRA8", owner="B")
+    with pytest.raises(ShmError) as info:  # a's files still take their share of the budget
+        registry.open("c", 64, 48, "BGRA8", owner="C")
+    assert info.value.code == "too_many_channels"
+    a.output._leave()  # the worker lets go: the descriptor closes, the bytes are free
+    assert a.released
+    c = registry.open("c", 64, 48, "BGRA8", owner="C")
+    with pytest.raises(ShmError):  # two channels, both in use
+        registry.open("d", 64, 48, "BGRA8", owner="D")
+    b.last_used -= shm_channels.IDLE_RECLAIM_S + 1  # b's client went quiet a minute ago
+    d = registry.open("d", 64, 48, "BGRA8", owner="D")
+    assert {ch.name for ch in registry.channels()} == {"c", "d"} and not b.input_path.exists()
+    with pytest.raises(ShmError) as info:
+        registry.get("b", "B")
+    assert info.value.code == "shm_unknown_channel"
+    assert registry.get(c.handle).name == "c" and registry.get("d", "D") is d
+    registry.close_all()
+
+
+def test_a_recording_folder_swapped_for_a_link_keeps_its_files_inside(bridge: RunningBridge) -> None:
+    """Recordings write for as long as they run: their files are created relative to the folder
+    opened when the recording started, so a swap later cannot send a frame outside the root."""
+    folder, outside = bridge.root / "take", bridge.root.parent / "outside"
+    outside.mkdir()
+    with bridge.client(timeout=10) as client:
+        session = client.open_shm("rec", 8, 6, "BGRA8")
+        client.request(f"{P}/record", (str(folder),), f"{P}/record/started")
+        client.process_shm(session, np.full((6, 8, 4), 1, np.uint8), 1)
+        folder.rename(bridge.root / "take-moved")
+        folder.symlink_to(outside, target_is_directory=True)
+        for fid in (2, 3):
+            client.process_shm(session, np.full((6, 8, 4), fid, np.uint8), fid)
+        client.request(f"{P}/record/stop", (), f"{P}/record/stopped")
+        client.close_shm(session)
+    moved = bridge.root / "take-moved"
+    assert wait_until(lambda: (moved / "recording.json").is_file())
+    assert list(outside.iterdir()) == []
+    assert len(list((moved / "frames").iterdir())) == 3
