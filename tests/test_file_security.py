@@ -64,14 +64,15 @@ def error_for(client: BridgeClient, frame_id: int, timeout: float = 10.0) -> Rem
 
 @pytest.fixture
 def slow(tmp_path: Path) -> Iterator[RunningBridge]:
-    """A daemon whose model takes 1.5 s a frame: long enough to swap files while it works."""
-    running = start_bridge(tmp_path, "--model", "throttle:1500")
+    """A daemon whose model takes 2.5 s a frame: long enough to swap files while it works, even on a
+    loaded machine (the swaps take milliseconds)."""
+    running = start_bridge(tmp_path, "--model", "throttle:2500")
     yield running
     running.stop()
 
 
 def hold_worker(running: RunningBridge, busy: BridgeClient) -> None:
-    """Give the worker a 1.5 s frame of ``busy``'s and wait until it is taken."""
+    """Give the worker a 2.5 s frame of ``busy``'s and wait until it is taken."""
     png(running.root / "busy.png", 1)
     busy.send(f"{P}/frame/path", str(running.root / "busy.png"), str(running.root / "busy_out.png"), 1)
     assert wait_until(lambda: busy.status().received >= 1)
@@ -317,7 +318,7 @@ def test_truncating_a_channel_file_mid_frame_does_not_kill_the_daemon(slow: Runn
         session.input.write(frame, 1)
         client.send(f"{P}/frame/shm", session.name, 1)
         assert wait_until(lambda: client.status().received >= 1)
-        time.sleep(0.3)  # the worker takes it at once (it is idle); its model then runs for 1.5 s
+        time.sleep(0.3)  # the worker takes it at once (it is idle); its model then runs for 2.5 s
         path = session.output.path if which == "output" else session.input.path
         if which == "input":  # the input is copied before the model runs: truncate it before that
             session.input.write(frame, 2)
