@@ -143,14 +143,24 @@ def private_folder(path: Path, what: str) -> Path:
         raise UnsafeFolderError(f"{what} {path} cannot be created ({exc.strerror})") from None
     if os.name == "nt":
         return path
-    st = os.lstat(path)
-    problem = _owner_only(st)
-    if problem is not None:
-        raise UnsafeFolderError(
-            f"{what} {path} {problem}: another user could read or replace the files the daemon keeps there. "
-            f"Remove it if nobody needs it (rm -r {path}), or give the daemon a folder of its own")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
+    try:  # by descriptor, not following a link: what is checked and tightened is what was opened
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW)
+    except OSError:
+        fd = -1
+    try:
+        st = os.fstat(fd) if fd >= 0 else os.lstat(path)
+        problem = _owner_only(st)
+        if problem is not None:
+            raise UnsafeFolderError(
+                f"{what} {path} {problem}: another user could read or replace the files the daemon keeps "
+                f"there. Remove it if nobody needs it (rm -r {path}), or give the daemon a folder of its own")
+        if fd < 0:
+            raise UnsafeFolderError(f"{what} {path} cannot be opened; check its permissions")
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return path
 
 
@@ -495,12 +505,12 @@ class ChannelFile:
         a truncated file is ``shm_bad_header``). Mapped, ``pixels`` is copied into the slot.
         """
         off = self.layout.slot_offset(k)
-        if pixels is not None and (pixels.shape != self._shape or pixels.dtype != self.layout.dtype
-                                   or not pixels.flags.c_contiguous):
-            raise ValueError(f"end_write needs a contiguous {self._shape}/{self.layout.dtype} array")
         with self._writing_lock:
             buf = self._pending.pop(k, None)
         try:
+            if pixels is not None and (pixels.shape != self._shape or pixels.dtype != self.layout.dtype
+                                       or not pixels.flags.c_contiguous):  # the slot is still left below
+                raise ValueError(f"end_write needs a contiguous {self._shape}/{self.layout.dtype} array")
             if publish and pixels is not None and self._mm is not None:
                 np.copyto(self._views[k], pixels)
             elif publish and (pixels is not None or buf is not None):
