@@ -310,7 +310,8 @@ def test_a_retired_channel_is_not_pinned_by_a_keypoint_target(bridge: RunningBri
 def test_truncating_a_channel_file_mid_frame_does_not_kill_the_daemon(slow: RunningBridge, which: str) -> None:
     """Before: a client truncating the .out file (as root: mode 0400 does not stop root) while the
     daemon worked on a 3840x2160 frame killed the daemon with SIGBUS. Now: shm_bad_header for that
-    frame, and the daemon goes on serving."""
+    frame, and the daemon goes on serving. (The input side was read with preadv already; its case
+    passed before too and guards it.)"""
     w, h = 3840, 2160
     with slow.client(timeout=15) as client:
         session = client.open_shm("big", w, h, "BGRA8")
@@ -320,7 +321,7 @@ def test_truncating_a_channel_file_mid_frame_does_not_kill_the_daemon(slow: Runn
         assert wait_until(lambda: client.status().received >= 1)
         time.sleep(0.3)  # the worker takes it at once (it is idle); its model then runs for 2.5 s
         path = session.output.path if which == "output" else session.input.path
-        if which == "input":  # the input is copied before the model runs: truncate it before that
+        if which == "input":  # frame 1 was copied in already: frame 2 is read from the truncated file
             session.input.write(frame, 2)
         with open(path, "r+b") as f:
             f.truncate(1024)
