@@ -767,19 +767,25 @@ class Harness:
         """Each fuzz client opens a channel with a frame in it and names a keypoint target first,
         so that frame and keypoint messages reach the worker instead of stopping at no_target."""
         root = self.target.root
+        in_path: Path | None = None
         for packet in (encode_message(f"{P}/shm/open", "fz", W, H, "BGRA8"),
                        encode_message(f"{P}/keypoints/target/path", f"{root}/fz_kp.png")):
             link.send(packet)
-            link.recv(REPLY_TIMEOUT_S)
-        writer = ChannelFile(self._channel_path("fz"), writable=True)
+            reply = link.recv(REPLY_TIMEOUT_S)
+            # Channels belong to their client: the link's own "fz" is in its own /shm/opened reply.
+            try:
+                for m in decode_packet(reply) if reply else []:
+                    if m.address == protocol.SHM_OPENED:
+                        in_path = Path(str(m.args[1]))
+            except OscDecodeError:
+                pass
+        if in_path is None:
+            self.results.bad_replies.append("a fuzz link's /shm/open got no /shm/opened")
+            return
+        writer = ChannelFile(in_path, writable=True)
         for fid in (1, 2, 3):
             writer.write(np.full((H, W, 4), fid, np.uint8), fid)
         writer.close()
-
-    def _channel_path(self, name: str) -> Path:
-        client = self.healthy.client
-        m = client.request(f"{P}/shm/open", (name, W, H, "BGRA8"), protocol.SHM_OPENED)
-        return Path(str(m.args[1]))
 
     # -- one case ------------------------------------------------------------------------------
     def gave_up(self) -> bool:

@@ -144,6 +144,7 @@ class Tally:
     dropped: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     safe: int = 0
+    safe_reasons: dict[str, int] = field(default_factory=dict)  # error code at the start of each reason
     black: int = 0
     blank: int = 0
     unverified: int = 0
@@ -274,9 +275,11 @@ class Client(threading.Thread):
                         t.errors["bad_drop"] = t.errors.get("bad_drop", 0) + 1
         elif msg.address == f"{P}/frame/safe":
             phase = self.pending.get(int(a[0]), self.phase[0])
+            code = str(a[2]).split(":", 1)[0] if len(a) >= 3 else "?"
             with self.lock:
                 for t in (self.tallies.setdefault(phase, Tally()), self.window):
                     t.safe += 1
+                    t.safe_reasons[code] = t.safe_reasons.get(code, 0) + 1
         elif msg.address == f"{P}/error" and len(a) == 3:
             fid, code = int(a[0]), str(a[1])
             phase = self.pending.pop(fid, self.phase[0])
@@ -351,6 +354,7 @@ class PhaseFigures:
     drop_rate: float
     errors: dict[str, int]
     safe: int
+    safe_reasons: dict[str, int]
     unanswered: int
     black: int
     blank: int
@@ -421,9 +425,13 @@ def run_soak(opts: SoakOptions) -> SoakReport:
         for c in clients:
             c.start()
         log(f"{len(clients)} clients at {opts.rate:g} fps each; warm-up {opts.warmup:g} s")
-        # Warm-up: make every swap model resident, then back to the first.
+        # Warm-up: make every swap model resident and let each serve the clients a moment (what a
+        # model starts on its first frames, e.g. a pipeline worker for a pipelined model, belongs to
+        # the warm baseline, not to growth), then back to the first.
+        dwell = min(1.0, opts.warmup / (2 * (len(opts.swap_models) + 1)))
         for name in (*opts.swap_models, opts.model):
             monitor.set_model(name, timeout=120.0)
+            time.sleep(dwell)
         measured = max(opts.seconds - opts.warmup, 2 * opts.sample)
         steady_end = t0 + opts.warmup + measured / 2
         end = t0 + opts.warmup + measured
@@ -542,13 +550,16 @@ def _report(opts: SoakOptions, samples: list[Sample], clients: list[Client], swa
         gaps = [g for t in ts for g in t.gaps]
         sent, ready, dropped = sum(t.sent for t in ts), sum(t.ready for t in ts), sum(t.dropped for t in ts)
         errors: dict[str, int] = {}
+        safe_reasons: dict[str, int] = {}
         for t in ts:
             for k, v in t.errors.items():
                 errors[k] = errors.get(k, 0) + v
+            for k, v in t.safe_reasons.items():
+                safe_reasons[k] = safe_reasons.get(k, 0) + v
         unanswered = sum(1 for c in clients for p in c.pending.values() if p == name)
         phases.append(PhaseFigures(
             name, round(durations[name], 1), sent, ready, dropped, dropped / sent if sent else 0.0, errors,
-            sum(t.safe for t in ts), unanswered, sum(t.black for t in ts), sum(t.blank for t in ts),
+            sum(t.safe for t in ts), safe_reasons, unanswered, sum(t.black for t in ts), sum(t.blank for t in ts),
             sum(t.unverified for t in ts), ready / durations[name] if durations[name] > 0 else 0.0,
             _pct(lat, 50), _pct(lat, 95), _pct(lat, 99), _pct([float(x) for t in ts for x in t.lags], 95),
             max(gaps, default=0.0) * 1000))
@@ -596,8 +607,9 @@ def print_soak(report: SoakReport) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for p in report.phases:
         errs = ", ".join(f"{k} {v}" for k, v in p.errors.items()) or "0"
+        safe = f"{p.safe} ({', '.join(f'{k} {v}' for k, v in p.safe_reasons.items())})" if p.safe else "0"
         print(f"| {p.phase} | {p.seconds:.0f} | {p.sent} | {p.processed} | {p.fps:.1f} | {p.drop_rate * 100:.1f} % | "
-              f"{errs} | {p.safe} | {p.unanswered} | {p.black} | {p.blank} | {p.unverified} | "
+              f"{errs} | {safe} | {p.unanswered} | {p.black} | {p.blank} | {p.unverified} | "
               f"{p.latency_p50_ms:.1f} / {p.latency_p95_ms:.1f} / {p.latency_p99_ms:.1f} | {p.lag_p95:.0f} | "
               f"{p.longest_gap_ms:.0f} |")
     print(f"\nRSS {report.rss_warm_mib:.1f} MiB after warm-up, at most {report.rss_max_mib:.1f} MiB after "

@@ -63,7 +63,7 @@ class Status(StatsSnapshot):
 class ShmSession:
     """A client's view of one channel: it writes ``input`` and reads ``output``."""
 
-    name: str
+    name: str  # the channel's handle from /shm/opened (``<name>.<token>``): this client's alone, any socket
     input: ChannelFile
     output: ChannelFile
     width: int
@@ -186,7 +186,8 @@ class BridgeClient:
         return FrameDone(int(m.args[0]), str(m.args[1]), int(m.args[2]), int(m.args[3]), float(m.args[4]))  # type: ignore[arg-type]
 
     def open_shm(self, channel: str, width: int, height: int, fmt: str = "BGRA8", origin: int = 0) -> ShmSession:
-        """Ask the bridge for a channel and map its two files."""
+        """Ask the bridge for a channel and map its two files. The session is named by the reply's handle
+        (``<channel>.<token>``), which every later message uses: the channel is this client's own."""
         m = self.request(f"{protocol.PREFIX}/shm/open", (channel, width, height, fmt, origin), protocol.SHM_OPENED)
         name, in_path, out_path = str(m.args[0]), str(m.args[1]), str(m.args[2])
         return ShmSession(name, ChannelFile(in_path, writable=True), ChannelFile(out_path, writable=False),

@@ -218,7 +218,7 @@ def resolve(
     max_connections: int = 512,
 ) -> Config:
     """Validate raw option values and build the frozen :class:`Config`. Creates missing roots."""
-    from .shm import default_shm_dir  # numpy-only module; kept lazy so config imports instantly
+    from .shm import UnsafeFolderError, channel_folder, default_shm_dir, private_folder  # numpy-only; lazy
 
     host = _check_host(host)
     if log_level not in LOG_LEVELS:
@@ -226,13 +226,20 @@ def resolve(
     if max_pixels <= 0:
         raise ConfigError("--max-pixels must be positive")
     roots: list[Path] = []
-    for raw in allow_roots or [str(default_allow_root())]:
+    for raw in allow_roots or []:
         root = Path(raw).expanduser()
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"--allow-root {raw}: cannot create it ({exc.strerror})") from None
         roots.append(root.resolve())
+    if not roots:
+        # The default root sits in the shared temp folder: it must be ours alone (0700), or another
+        # user could read the pictures there or plant links and files (docs/SECURITY.md).
+        try:
+            roots.append(private_folder(default_allow_root(), "the default allowed root").resolve())
+        except UnsafeFolderError as exc:
+            raise ConfigError(f"{exc}; or name a root with --allow-root") from None
     networks = []
     for cidr in allow_clients or []:
         try:
@@ -242,6 +249,10 @@ def resolve(
     shm_directory = Path(shm_dir).expanduser() if shm_dir else default_shm_dir()
     if not shm_directory.is_dir():
         raise ConfigError(f"--shm-dir {shm_directory} is not a directory")
+    try:  # a shared folder such as /dev/shm: the channel files go in a private sub-folder of it
+        shm_directory = channel_folder(shm_directory.resolve())
+    except UnsafeFolderError as exc:
+        raise ConfigError(f"{exc} (--shm-dir)") from None
     interfaces = tuple(zeroconf_interfaces or ())
     for iface in interfaces:
         try:

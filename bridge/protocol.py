@@ -81,6 +81,8 @@ ERROR_CODES: dict[str, str] = {
     "shm_bad_header": "the channel file's header is not a valid pose2person header",
     "shm_torn": "the frame changed while it was read (writer died or overran the ring)",
     "shm_frame_missing": "no slot of the channel holds that frame id",
+    "shm_not_owner": "the channel belongs to another client (or the handle's token is wrong): use the channel"
+                     " name from your own /pose2person/shm/opened reply",
     "shm_busy": "every output slot of the channel is being written (several workers answering one channel)",
     "too_many_channels": "the shared-memory channel limit is reached",
     "ws_bad_frame": "a WebSocket frame message with a bad header, or a payload that is truncated or overlong",
@@ -186,9 +188,10 @@ ADDRESSES: tuple[Address, ...] = (
             reply="/pose2person/keypoints/target s output_path", extended_type=("filepath",),
             arg_names=("output_path",)),
     Address(f"{PREFIX}/shm/open", ("siis", "siisi"),
-            "Open (or re-open) a shared-memory channel: width, height, format (BGRA8, RGBA8, RGB8,"
-            " BGR8, RGBAF32) and optional origin (0 top-left, 1 bottom-left).",
-            reply="/pose2person/shm/opened s channel s input_file s output_file i width i height s format i slots",
+            "Open (or re-open) this client's shared-memory channel: width, height, format (BGRA8, RGBA8,"
+            " RGB8, BGR8, RGBAF32) and optional origin (0 top-left, 1 bottom-left).",
+            reply="/pose2person/shm/opened s handle s input_file s output_file i width i height s format i slots "
+                  "(handle = <channel>.<token>: the channel is this client's; name it so from any socket)",
             arg_names=("channel", "width", "height", "format", "origin"),
             range=(None, {"MIN": 1, "MAX": 16384}, {"MIN": 1, "MAX": 16384},
                    {"VALS": ["BGRA8", "RGBA8", "RGB8", "BGR8", "RGBAF32"]}, {"VALS": [0, 1]})),

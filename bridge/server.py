@@ -320,11 +320,7 @@ class Bridge:
         they do not stay behind in the shm directory (RAM on /dev/shm) after the process."""
         if self.channels is None:
             return
-        for name in self.channels.names():
-            try:
-                channel = self.channels.get(name)
-            except Exception:
-                continue
+        for channel in self.channels.channels():
             for path in (channel.input_path, channel.output_path):
                 try:
                     path.unlink(missing_ok=True)

@@ -48,11 +48,12 @@ from __future__ import annotations
 import mmap
 import os
 import re
+import secrets
+import stat
 import struct
 import tempfile
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,7 @@ _U64_MASK = 2**64 - 1  # seq and write_count are u64 counters: they wrap, they n
 # mapped file cannot be truncated anyway, so the mapping is read directly there).
 _HAS_PREAD = hasattr(os, "pread") and hasattr(os, "pwrite")
 _HAS_PREADV = hasattr(os, "preadv")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _OFF_FLAGS = 60
 _OFF_WRITE_COUNT = 64
 _OFF_NAME = 128
@@ -104,6 +106,74 @@ def default_shm_dir() -> Path:
     if dev_shm.is_dir() and os.access(dev_shm, os.W_OK):
         return dev_shm
     return Path(tempfile.gettempdir())
+
+
+class UnsafeFolderError(ValueError):
+    """A folder the daemon would keep private files in is not private to it (:func:`private_folder`)."""
+
+
+def _owner_only(st: os.stat_result) -> str | None:
+    """Why a folder's ``lstat`` makes it unfit to hold private files, or None when it is fit."""
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a folder"
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        return f"belongs to another user (uid {st.st_uid}, the daemon runs as uid {os.geteuid()})"
+    if st.st_mode & 0o022:
+        return f"can be written by other users (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def private_folder(path: Path, what: str) -> Path:
+    """Make ``path`` a folder only this user can use, and return it.
+
+    A missing folder is created with mode 0700 (``mkdir`` fails if the name exists, so a folder
+    or link someone else planted is never adopted by creating it). An existing one is accepted
+    only if it is a real folder (not a link), owned by this user and not writable by group or
+    others; it is then tightened to 0700 (camera pictures go in it). Anything else raises
+    :class:`UnsafeFolderError` with a message saying what to do; ``what`` names the folder's role
+    there (e.g. ``"the shared-memory channel folder"``). Where Python has no owners or mode bits
+    (Windows) the folder is created and used as it is: docs/SECURITY.md says what that means."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise UnsafeFolderError(f"{what} {path} cannot be created ({exc.strerror})") from None
+    if os.name == "nt":
+        return path
+    try:  # by descriptor, not following a link: what is checked and tightened is what was opened
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW)
+    except OSError:
+        fd = -1
+    try:
+        st = os.fstat(fd) if fd >= 0 else os.lstat(path)
+        problem = _owner_only(st)
+        if problem is not None:
+            raise UnsafeFolderError(
+                f"{what} {path} {problem}: another user could read or replace the files the daemon keeps "
+                f"there. Remove it if nobody needs it (rm -r {path}), or give the daemon a folder of its own")
+        if fd < 0:
+            raise UnsafeFolderError(f"{what} {path} cannot be opened; check its permissions")
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return path
+
+
+def channel_folder(shm_dir: Path) -> Path:
+    """Where the daemon creates channel files: ``shm_dir`` itself if only this user can write it
+    (a folder of one's own, e.g. ``--shm-dir ~/.cache/p2p``), else (a shared folder such as
+    ``/dev/shm``, sticky and writable by all) a private sub-folder ``pose2person-<uid>`` made by
+    :func:`private_folder`. Raises :class:`UnsafeFolderError`."""
+    if os.name == "nt":
+        return private_folder(shm_dir / "pose2person-shm", "the shared-memory channel folder")
+    if _owner_only(os.lstat(shm_dir)) is None:
+        return shm_dir
+    return private_folder(shm_dir / f"pose2person-{os.geteuid()}", "the shared-memory channel folder")
 
 
 @dataclass(frozen=True)
@@ -158,28 +228,42 @@ class Layout:
             raise ShmError("bad_arguments", f"slot count must be {MIN_SLOTS}..16")
 
 
-def create_channel_file(path: Path, layout: Layout, name: str) -> None:
-    """Create (or replace) a zeroed channel file with a valid header. Fixed size, never resized."""
-    tmp = path.with_name(path.name + ".creating")
+def create_channel_file(path: Path, layout: Layout, name: str, dir_fd: int | None = None) -> None:
+    """Create (or replace) a zeroed channel file with a valid header. Fixed size, never resized.
+
+    The bytes go to an unpredictable temporary name created exclusively (``O_EXCL | O_NOFOLLOW``,
+    mode 0600) and are renamed over ``path``: a file or link planted at any name in the folder is
+    never opened, only replaced. With ``dir_fd`` (the daemon's descriptor of the channel folder)
+    ``path.name`` is taken relative to it, so the folder cannot be swapped underneath."""
+    here = (lambda n: n) if dir_fd is not None else (lambda n: str(path.parent / n))
+    tmp = f".{path.name[:64]}.{secrets.token_hex(8)}.creating"
     # Owner-only (0600): the frames are camera pictures of people; other users of the machine
     # have no business reading them. Clients run as the same user as the daemon.
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.truncate(layout.file_size)
-        fh.seek(0)
-        fh.write(
-            _HEADER.pack(
-                MAGIC, VERSION, HEADER_SIZE, layout.width, layout.height, layout.channels,
-                DTYPE_CODES[layout.dtype.name], layout.row_stride, FORMAT_CODES[layout.format], layout.origin,
-                layout.slots, SLOT_HEADER_SIZE, layout.slot_stride, layout.generation, 0, 0,
+    fd = os.open(here(tmp), os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_BINARY", 0), 0o600,
+                 dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.truncate(layout.file_size)
+            fh.seek(0)
+            fh.write(
+                _HEADER.pack(
+                    MAGIC, VERSION, HEADER_SIZE, layout.width, layout.height, layout.channels,
+                    DTYPE_CODES[layout.dtype.name], layout.row_stride, FORMAT_CODES[layout.format], layout.origin,
+                    layout.slots, SLOT_HEADER_SIZE, layout.slot_stride, layout.generation, 0, 0,
+                )
             )
-        )
-        fh.seek(_OFF_NAME)
-        fh.write(name.encode("utf-8")[:64])
-        for k in range(layout.slots):  # every slot starts empty: frame_id -1
-            fh.seek(layout.slot_offset(k))
-            fh.write(_SLOT.pack(0, -1, 0, 0))
-    os.replace(tmp, path)
+            fh.seek(_OFF_NAME)
+            fh.write(name.encode("utf-8")[:64])
+            for k in range(layout.slots):  # every slot starts empty: frame_id -1
+                fh.seek(layout.slot_offset(k))
+                fh.write(_SLOT.pack(0, -1, 0, 0))
+        os.replace(here(tmp), here(path.name), src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(here(tmp), dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
 
 
 def parse_header(buf: bytes | mmap.mmap | memoryview, file_size: int) -> Layout:
@@ -209,52 +293,106 @@ def parse_header(buf: bytes | mmap.mmap | memoryview, file_size: int) -> Layout:
 
 
 class ChannelFile:
-    """A mapped channel file: the seqlock writer and reader over its ring of slots.
+    """A channel file: the seqlock writer and reader over its ring of slots.
 
     One process writes a given file (the client writes ``*.in``, the daemon ``*.out``);
     any number may read. Not thread-safe for concurrent writers.
 
-    Truncation. Channel files are never resized, but a buggy client can truncate one (a
-    ``open(path, "wb")`` by mistake), and touching a mapping past the new end of the file raises
-    SIGBUS, which kills the process: one client could stop the daemon. So the slot headers,
-    seq counters and flags are read and written with ``pread``/``pwrite`` (a short read is an
-    error, not a signal), pixels are copied out with :meth:`read_into` (``preadv``: the kernel
-    copies, and a missing page is an error there too), and what still goes through the mapping
-    (:meth:`view`, :meth:`begin_write`) checks the file's size first, raising ``shm_bad_header``.
+    Truncation. Channel files are never resized, but a client can truncate one (an
+    ``open(path, "wb")`` by mistake, or on purpose), and touching a mapping past the new end of the
+    file raises SIGBUS, which kills the process: one client could stop the daemon. So slot headers,
+    seq counters and flags are read and written with ``pread``/``pwrite`` (a short read is an error,
+    not a signal) and pixels are copied out with :meth:`read_into` (``preadv``: the kernel copies,
+    and a missing page is an error there too). The daemon opens its files with ``mapped=False``:
+    no mapping at all, so nothing a client does to a file can raise a signal in it; its
+    :meth:`begin_write` hands out a private buffer that :meth:`end_write` copies into the file with
+    ``pwrite``. A client (``mapped=True``, the default) maps the file: what goes through its mapping
+    (:meth:`view`, :meth:`begin_write`) checks the size first and raises ``shm_bad_header``.
+
+    The descriptor is closed as soon as :meth:`close` ran and no other thread is inside a read or
+    write of it (so a closed channel's file is released at once, and a descriptor number is never
+    reused under a thread still using it).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, writable: bool) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, writable: bool, mapped: bool = True,
+                 dir_fd: int | None = None) -> None:
         self.path = Path(path)
-        flags = os.O_RDWR if writable else os.O_RDONLY
-        fd = os.open(self.path, flags)
+        # Without pread (Windows) the mapping is the only way in; a mapped file cannot be truncated there.
+        self.mapped = mapped or not _HAS_PREAD
+        flags = (os.O_RDWR if writable else os.O_RDONLY) | getattr(os, "O_BINARY", 0)
+        if dir_fd is not None:  # the daemon's own files: relative to its private folder, never a link
+            fd = os.open(self.path.name, flags | _NOFOLLOW, dir_fd=dir_fd)
+        else:
+            fd = os.open(self.path, flags)
+        self._mm: mmap.mmap | None = None
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ShmError("shm_bad_header", f"{self.path.name} is not a regular file")
+            size = st.st_size
             if size < HEADER_SIZE:
                 raise ShmError("shm_bad_header", f"{self.path.name}: {size} bytes is smaller than a header")
-            access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
-            self._mm = mmap.mmap(fd, size, access=access)
+            if self.mapped:
+                access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
+                self._mm = mmap.mmap(fd, size, access=access)
+                self.layout = parse_header(self._mm, size)
+            else:
+                head = os.pread(fd, HEADER_SIZE, 0)
+                if len(head) < HEADER_SIZE:
+                    raise ShmError("shm_bad_header", f"{self.path.name}: the header could not be read")
+                self.layout = parse_header(head, size)
         except BaseException:
+            if self._mm is not None:
+                self._mm.close()
             os.close(fd)
             raise
-        # Kept open for pread and the size checks, and closed only when this object goes: another
-        # thread may be inside a pread while close() runs, and a closed descriptor's number could
-        # by then name some other file.
         self._fd = fd
         self._closed = False
-        weakref.finalize(self, os.close, fd)
-        try:
-            self.layout = parse_header(self._mm, size)
-        except ShmError:
-            self._mm.close()
-            raise
-        self._buf = np.frombuffer(self._mm, dtype=np.uint8) if writable else np.frombuffer(self._mm, dtype=np.uint8)
-        self._views = [self._pixel_view(k) for k in range(self.layout.slots)]
+        self._users = 0  # threads inside a pread/pwrite of _fd; the last one out closes it after close()
+        self._fd_lock = threading.Lock()
+        self._fd_released = False
+        lay = self.layout
+        self._shape = (lay.height, lay.width, lay.channels)
+        if self._mm is not None:
+            self._buf = np.frombuffer(self._mm, dtype=np.uint8)
+            self._views = [self._pixel_view(k) for k in range(lay.slots)]
+        else:
+            self._buf = np.empty(0, np.uint8)
+            self._views = []
+        # Unmapped writers: the private buffer each slot being written was handed, and spare ones.
+        self._pending: dict[int, np.ndarray] = {}
+        self._spare: list[np.ndarray] = []
         # Slots this process is writing now. One writer per file is the rule, but the daemon may
         # run several workers (Ray engine, --max-batch) and two of them can answer the same
         # channel (two clients on one name, keypoint pictures beside frames): each takes a slot
         # of its own. A slot a stuck (abandoned) writer never left stays out of the ring.
         self._writing: set[int] = set()
         self._writing_lock = threading.Lock()
+
+    # -- the descriptor -------------------------------------------------------------------
+    def _enter(self) -> int:
+        with self._fd_lock:
+            if self._closed:
+                raise ValueError(f"{self.path.name} is closed")
+            self._users += 1
+            return self._fd
+
+    def _leave(self) -> None:
+        with self._fd_lock:
+            self._users -= 1
+            if self._closed and self._users == 0:
+                self._release_fd()
+
+    def _release_fd(self) -> None:
+        if not self._fd_released:
+            self._fd_released = True
+            os.close(self._fd)
+
+    @property
+    def released(self) -> bool:
+        """True once the file is closed for good here (unmapped files: the descriptor is closed, so
+        a deleted file's memory is free; mapped ones: the mapping may live on in a caller's view)."""
+        return self._fd_released and self._mm is None
 
     # -- geometry -----------------------------------------------------------------------
     def _pixel_view(self, k: int) -> np.ndarray:
@@ -271,32 +409,45 @@ class ChannelFile:
         """Raise ShmError("shm_bad_header") if the file is shorter than its layout (someone truncated it).
 
         Raises ValueError once :meth:`close` ran (as the closed mapping would)."""
-        if self._closed:
-            raise ValueError(f"{self.path.name} is closed")
-        size = os.fstat(self._fd).st_size
+        fd = self._enter()
+        try:
+            size = os.fstat(fd).st_size
+        finally:
+            self._leave()
         if size < self.layout.file_size:
             raise self._truncated(size)
 
     def _pread(self, n: int, off: int) -> bytes:
-        if self._closed:
-            raise ValueError(f"{self.path.name} is closed")
         if not _HAS_PREAD:
+            if self._closed or self._mm is None:
+                raise ValueError(f"{self.path.name} is closed")
             return bytes(self._mm[off : off + n])
-        data = os.pread(self._fd, n, off)
-        if len(data) < n:
-            raise self._truncated(os.fstat(self._fd).st_size)
-        return data
+        fd = self._enter()
+        try:
+            data = os.pread(fd, n, off)
+            if len(data) < n:
+                raise self._truncated(os.fstat(fd).st_size)
+            return data
+        finally:
+            self._leave()
 
-    def _pwrite(self, data: bytes, off: int) -> None:
+    def _pwrite(self, data: bytes | memoryview, off: int) -> None:
         if not _HAS_PREAD:
+            if self._closed or self._mm is None:
+                raise ValueError(f"{self.path.name} is closed")
             self._mm[off : off + len(data)] = data
             return
-        if self._closed:
-            raise ValueError(f"{self.path.name} is closed")
-        size = os.fstat(self._fd).st_size
-        if size < off + len(data):  # pwrite past the end would grow the file instead of failing
-            raise self._truncated(size)
-        os.pwrite(self._fd, data, off)
+        fd = self._enter()
+        try:
+            size = os.fstat(fd).st_size
+            if size < off + len(data):  # pwrite past the end would grow the file instead of failing
+                raise self._truncated(size)
+            view = memoryview(data).cast("B")
+            done = 0
+            while done < len(view):  # a regular file takes it in one call; a short write is retried
+                done += os.pwrite(fd, view[done:], off + done)
+        finally:
+            self._leave()
 
     def _slot(self, k: int) -> tuple[int, int, int, int]:
         return _SLOT.unpack(self._pread(_SLOT.size, self.layout.slot_offset(k)))
@@ -311,10 +462,11 @@ class ChannelFile:
 
     # -- writing ------------------------------------------------------------------------
     def begin_write(self) -> tuple[int, np.ndarray]:
-        """Enter the next slot of the ring: returns (slot index, writable pixel view).
+        """Enter the next slot of the ring: returns (slot index, writable pixels).
 
         The slot's seq is odd until :meth:`end_write`. Recovers from a writer that died
-        inside a slot (odd seq) by moving to the next odd value.
+        inside a slot (odd seq) by moving to the next odd value. Mapped: the pixels are the slot
+        itself. Unmapped (the daemon): a private buffer, copied into the slot by :meth:`end_write`.
         """
         self.check_size()
         with self._writing_lock:
@@ -325,45 +477,81 @@ class ChannelFile:
                 raise ShmError("shm_busy", f"{self.path.name}: every slot is being written by this process")
             k = free[0]
             self._writing.add(k)
-        off = self.layout.slot_offset(k)
-        seq = _U64.unpack(self._pread(8, off))[0]
-        seq = (seq + 1 if seq % 2 == 0 else seq + 2) & _U64_MASK  # odd: 2**64 - 1 wraps to 1
-        _U64.pack_into(self._mm, off, seq)
-        _U64.pack_into(self._mm, off + 8, (-1) & _U64_MASK)  # invalid until done
-        return k, self._views[k]
+        try:
+            off = self.layout.slot_offset(k)
+            seq = _U64.unpack(self._pread(8, off))[0]
+            seq = (seq + 1 if seq % 2 == 0 else seq + 2) & _U64_MASK  # odd: 2**64 - 1 wraps to 1
+            if self._mm is not None:
+                _U64.pack_into(self._mm, off, seq)
+                _U64.pack_into(self._mm, off + 8, (-1) & _U64_MASK)  # invalid until done
+                return k, self._views[k]
+            self._pwrite(struct.pack("<QQ", seq, (-1) & _U64_MASK), off)
+            with self._writing_lock:
+                buf = self._spare.pop() if self._spare else np.empty(self._shape, self.layout.dtype)
+                self._pending[k] = buf
+            return k, buf
+        except BaseException:
+            with self._writing_lock:
+                self._writing.discard(k)
+            raise
 
-    def end_write(self, k: int, frame_id: int, *, publish: bool = True) -> None:
+    def end_write(self, k: int, frame_id: int, *, publish: bool = True, pixels: np.ndarray | None = None) -> None:
         """Leave slot k: stamp it, make seq even, and (if ``publish``) advance write_count.
 
         With ``publish=False`` the slot is closed as invalid (frame_id -1), e.g. when the
-        source frame turned out torn.
+        source frame turned out torn. Unmapped, the buffer :meth:`begin_write` handed out, or
+        ``pixels`` instead (a C-contiguous array of the slot's shape and dtype: a model's result,
+        written without first copying it into that buffer), goes into the slot first (``pwrite``:
+        a truncated file is ``shm_bad_header``). Mapped, ``pixels`` is copied into the slot.
         """
         off = self.layout.slot_offset(k)
+        with self._writing_lock:
+            buf = self._pending.pop(k, None)
         try:
+            if pixels is not None and (pixels.shape != self._shape or pixels.dtype != self.layout.dtype
+                                       or not pixels.flags.c_contiguous):  # the slot is still left below
+                raise ValueError(f"end_write needs a contiguous {self._shape}/{self.layout.dtype} array")
+            if publish and pixels is not None and self._mm is not None:
+                np.copyto(self._views[k], pixels)
+            elif publish and (pixels is not None or buf is not None):
+                source = pixels if pixels is not None else buf
+                assert source is not None
+                self._pwrite(memoryview(source.reshape(-1).view(np.uint8)), off + SLOT_HEADER_SIZE)
             self.check_size()
             with self._writing_lock:  # two of this process's writers must not take one count
                 seq = _U64.unpack(self._pread(8, off))[0]
                 count = (self.write_count + 1) & _U64_MASK
-                struct.pack_into("<qQQ", self._mm, off + 8, frame_id if publish else -1, time.time_ns(), count)
-                _U64.pack_into(self._mm, off, (seq + 1) & _U64_MASK)
-                if publish:
-                    _U64.pack_into(self._mm, _OFF_WRITE_COUNT, count)
+                stamp = struct.pack("<qQQ", frame_id if publish else -1, time.time_ns(), count)
+                if self._mm is not None:
+                    self._mm[off + 8 : off + 32] = stamp
+                    _U64.pack_into(self._mm, off, (seq + 1) & _U64_MASK)
+                    if publish:
+                        _U64.pack_into(self._mm, _OFF_WRITE_COUNT, count)
+                else:  # in seqlock order: the stamp, then seq even, then the count
+                    self._pwrite(stamp, off + 8)
+                    self._pwrite(_U64.pack((seq + 1) & _U64_MASK), off)
+                    if publish:
+                        self._pwrite(_U64.pack(count), _OFF_WRITE_COUNT)
         finally:
             with self._writing_lock:
                 self._writing.discard(k)
+                if buf is not None and len(self._spare) < 2:
+                    self._spare.append(buf)
 
     def abandon_write(self, k: int) -> None:
         """Give slot k up without stamping it: for a writer that will never finish (a stalled model
         whose frame was answered elsewhere). The slot's seq stays odd, so readers skip it, and the
-        next writer to take it recovers it as from a writer that died inside."""
+        next writer to take it recovers it as from a writer that died inside. An unmapped slot's
+        buffer is dropped, not reused: the stuck writer may still hold it."""
         with self._writing_lock:
             self._writing.discard(k)
+            self._pending.pop(k, None)
 
     def write(self, frame: np.ndarray, frame_id: int) -> int:
         """Copy a frame of the channel's exact shape and dtype into the next slot; returns the slot index."""
-        if frame.shape != self._views[0].shape or frame.dtype != self.layout.dtype:
+        if frame.shape != self._shape or frame.dtype != self.layout.dtype:
             raise ValueError(f"frame {frame.shape}/{frame.dtype} does not match channel "
-                             f"{self._views[0].shape}/{self.layout.dtype}")
+                             f"{self._shape}/{self.layout.dtype}")
         k, view = self.begin_write()
         np.copyto(view, frame)
         self.end_write(k, frame_id)
@@ -411,7 +599,10 @@ class ChannelFile:
 
         A mapping: if the writer truncates the file while the caller reads it, the read raises
         SIGBUS. Code that must survive any client (the daemon) copies with :meth:`read_into`.
+        Raises ValueError on a file opened with ``mapped=False``.
         """
+        if self._mm is None:
+            raise ValueError(f"{self.path.name} is not mapped here: use read_into")
         self.check_size()
         return self._views[k]
 
@@ -420,17 +611,18 @@ class ChannelFile:
         touching the mapping: a truncated file raises ShmError("shm_bad_header"), never SIGBUS.
         Check :meth:`still_intact` afterwards, as for :meth:`view`."""
         lay = self.layout
-        if dest.shape != self._views[k].shape or dest.dtype != lay.dtype or not dest.flags.c_contiguous:
-            raise ValueError(f"read_into needs a contiguous {self._views[k].shape}/{lay.dtype} array")
+        if dest.shape != self._shape or dest.dtype != lay.dtype or not dest.flags.c_contiguous:
+            raise ValueError(f"read_into needs a contiguous {self._shape}/{lay.dtype} array")
         if not _HAS_PREADV:
             np.copyto(dest, self.view(k))
             return
-        if self._closed:
-            raise ValueError(f"{self.path.name} is closed")
-        got = os.preadv(self._fd, [memoryview(dest.reshape(-1).view(np.uint8))],
-                        lay.slot_offset(k) + SLOT_HEADER_SIZE)
-        if got < lay.frame_bytes:
-            raise self._truncated(os.fstat(self._fd).st_size)
+        fd = self._enter()
+        try:
+            got = os.preadv(fd, [memoryview(dest.reshape(-1).view(np.uint8))], lay.slot_offset(k) + SLOT_HEADER_SIZE)
+            if got < lay.frame_bytes:
+                raise self._truncated(os.fstat(fd).st_size)
+        finally:
+            self._leave()
 
     def still_intact(self, k: int, seq: int) -> bool:
         """True if slot k has not been touched since ``seq`` was read (the seqlock re-check)."""
@@ -446,7 +638,7 @@ class ChannelFile:
                 last = exc
                 continue
             fid = self._slot(k)[1]
-            out = np.empty_like(self._views[k])
+            out = np.empty(self._shape, self.layout.dtype)
             self.read_into(k, out)
             if self.still_intact(k, seq):
                 return fid, out
@@ -459,12 +651,27 @@ class ChannelFile:
         return self._slot(k)
 
     def close(self) -> None:
-        """Unmap and close the file (idempotent)."""
+        """Unmap and close the file (idempotent). The descriptor closes now, or when the last thread
+        inside a read or write of it leaves."""
         self._views = []
         self._buf = np.empty(0, np.uint8)
+        self._spare = []
+        if self._mm is not None:
+            try:
+                self._mm.close()
+                self._mm = None
+            except BufferError:
+                # A caller still holds a view; the mapping dies with it (as in Java).
+                pass
+        with self._fd_lock:
+            self._closed = True
+            if self._users == 0:
+                self._release_fd()
+
+    def __del__(self) -> None:
         try:
-            self._mm.close()
-        except BufferError:
-            # A caller still holds a view; the mapping dies with it (as in Java).
+            if not self._fd_released:
+                self._fd_released = True
+                os.close(self._fd)
+        except (AttributeError, OSError):
             pass
-        self._closed = True  # the descriptor itself is closed when the object goes (see __init__)

@@ -252,9 +252,10 @@ def test_a_stall_answers_every_frame_of_the_stuck_stage_not_only_the_oldest(monk
         assert replies[client] == [("/pose2person/error", 1), ("/done", 2)], (client, replies)
 
 
-def test_auto_depth_overlaps_only_densepose_generators_on_an_accelerator() -> None:
-    """--pipeline-depth auto: 1 for a CPU generator whatever its pose (the networks would share
-    the cores), 1 for keypoint poses; a given depth applies to every generator."""
+def test_auto_depth_overlaps_the_camera_tracker_and_densepose_only_on_an_accelerator() -> None:
+    """--pipeline-depth auto: 1 for DensePose on a CPU (the networks would share the cores), 1 for
+    keypoint poses without a camera tracker, 2 where the camera tracker poses frames (it runs
+    beside the generator); a given depth applies to every generator."""
     from bridge.config import resolve_pipeline
     from bridge.engines.local import LocalEngine
     from bridge.generator.stage import DensePosePose, KeypointPose
@@ -269,6 +270,8 @@ def test_auto_depth_overlaps_only_densepose_generators_on_an_accelerator() -> No
     densepose, keypoints = stage_with(DensePosePose(None, "dp_segm")), stage_with(KeypointPose("dp_segm", None))
     auto = LocalEngine(Catalog(resolve_pipeline()))
     assert (auto.depth_for(densepose), auto.depth_for(keypoints)) == (1, 1)
+    tracked = stage_with(KeypointPose("dp_segm", object()))  # any poser: a tracker is loaded
+    assert auto.depth_for(tracked) == 2
     assert auto.max_in_flight == 2 and auto.workers_at_start == 1  # room for a GPU model switched to later
     forced = LocalEngine(Catalog(resolve_pipeline(pipeline_depth=2)))
     assert (forced.depth_for(densepose), forced.depth_for(keypoints)) == (2, 2)

@@ -33,6 +33,7 @@ import pytest
 
 from bridge.client import RemoteError
 from conftest import IN_CI, REPO, RunningBridge, start_bridge, wait_until
+from pose_frames import pose_picture_bgr
 
 
 def start_clients(run: Callable[[int], None], n: int) -> list[threading.Thread]:
@@ -217,6 +218,12 @@ def frame(h: int, w: int, seed: int, channels: int = 4) -> np.ndarray:
     return img
 
 
+def pose_frame(h: int, w: int, seed: int) -> np.ndarray:
+    """A BGRA pose image (what the ``tiny`` image-pose model accepts; it refuses random pixels)."""
+    bgr = pose_picture_bgr(h, w, seed)
+    return np.ascontiguousarray(np.concatenate([bgr, np.full((h, w, 1), 255, np.uint8)], axis=2))
+
+
 def switch(bridge: RunningBridge, model: str) -> None:
     client = bridge.client(timeout=10)
     try:
@@ -318,7 +325,7 @@ def test_switch_reaches_every_replica_before_ready_and_generates_like_local(ray_
         client = ray_bridge.client(timeout=60)
         session = client.open_shm(f"g{c}", 80, 60, "BGRA8")
         try:
-            outputs[c] = [client.process_shm(session, frame(60, 80, 10 * c + i), i, timeout=60)[0].copy()
+            outputs[c] = [client.process_shm(session, pose_frame(60, 80, 10 * c + i), i, timeout=60)[0].copy()
                           for i in range(6)]
         finally:
             client.close_shm(session)
@@ -330,7 +337,7 @@ def test_switch_reaches_every_replica_before_ready_and_generates_like_local(ray_
     try:
         for c in range(3):
             for i in range(6):
-                want, _ = local.process_shm(session, frame(60, 80, 10 * c + i), 1000 + 10 * c + i, timeout=60)
+                want, _ = local.process_shm(session, pose_frame(60, 80, 10 * c + i), 1000 + 10 * c + i, timeout=60)
                 assert np.array_equal(outputs[c][i], want), (c, i)
     finally:
         local.close_shm(session)

@@ -91,14 +91,15 @@ def test_in_turn_waits_after_a_failing_call_too_and_passes_attributes_through() 
     assert view.name == "failing" and view.input_format == "RGB8"
     assert getattr(view, "generate_from_pose", None) is None  # absent on the stage: absent here
     threading.Timer(0.1, after.set).start()
-    start = time.perf_counter()
     try:
         view.process(None, "RGB8")
     except RuntimeError as exc:
         assert "model failed" in str(exc)
+        # The error kept its place behind frame 1: it came out only once frame 1 was answered
+        # (an event, not a duration: the machine may be busy).
+        assert after.is_set()
     else:
         raise AssertionError("the stage's error must come through")
-    assert time.perf_counter() - start >= 0.09  # the error kept its place behind frame 1
 
 
 def test_patience_gives_up_on_a_predecessor_that_never_answers(caplog: Any) -> None:

@@ -480,7 +480,8 @@ def test_tcp_half_close_still_gets_its_answers(invert_bridge: RunningBridge, fra
         packets = [pyosc(f"{P}/ping", (1, "i")),
                    pyosc(f"{P}/frame/path", (str(src), "s"), (str(invert_bridge.root / "half_out.png"), "s"),
                          (30, "i")),
-                   pyosc(f"{P}/frame/shm", ("half", "s"), (31, "i"))]
+                   # Another socket than the one that opened the channel: it names it by the handle.
+                   pyosc(f"{P}/frame/shm", (session.name, "s"), (31, "i"))]
         with socket.create_connection(("127.0.0.1", invert_bridge.osc_port), timeout=5) as sock:
             if framing == "slip":
                 sock.sendall(b"".join(slip(p) for p in packets))
@@ -503,7 +504,7 @@ def test_tcp_half_close_still_gets_its_answers(invert_bridge: RunningBridge, fra
         assert len(frames) == 3
         assert replies[f"{P}/pong"] == [1]
         assert replies[f"{P}/frame/done"][:4] == [30, str(invert_bridge.root / "half_out.png"), W, H]
-        assert replies[f"{P}/frame/ready"][:2] == ["half", 31]
+        assert replies[f"{P}/frame/ready"][:2] == [session.name, 31]
         with Image.open(invert_bridge.root / "half_out.png") as im:
             assert np.array_equal(np.asarray(im), 255 - rgb)
         assert np.array_equal(read_out_slot(str(session.output.path), 31), expected("invert", shm_frame, None))
@@ -526,7 +527,7 @@ def test_tcp_client_that_drops_mid_packet_loses_its_waiting_shm_frame(tmp_path: 
             session.input.write(frame, 2)
             with socket.create_connection(("127.0.0.1", daemon.osc_port), timeout=5) as sock:
                 for fid in (1, 2):  # 1 starts its 400 ms run, 2 waits in the mailbox
-                    packet = encode_message(f"{P}/frame/shm", "tcpcam", fid)
+                    packet = encode_message(f"{P}/frame/shm", session.name, fid)  # the handle: another socket
                     sock.sendall(struct.pack(">i", len(packet)) + packet)
                     if fid == 1:  # let the worker take 1 first, so 2 does not overtake it
                         assert wait_until(lambda: control.status().received == 1)

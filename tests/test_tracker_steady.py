@@ -168,6 +168,22 @@ def test_a_lost_person_is_held_then_no_person(models) -> None:  # noqa: ANN001
     assert poser.last_people == []
 
 
+def test_a_swap_between_keypoint_models_keeps_each_clients_tracking(models) -> None:  # noqa: ANN001
+    """Two keypoint models with the same tracker settings share one CameraPoser: after a hot swap
+    the client's person is still tracked (same identity, smoothing state) rather than detected
+    afresh; other settings get their own poser."""
+    from bridge.pose.camera import shared_camera_poser
+
+    first, second = shared_camera_poser(models), shared_camera_poser(models)
+    assert first is second
+    assert shared_camera_poser(models, tracking=TrackingSettings(hold_ms=50)) is not first
+    frames = _still_frames(4)
+    before = first.people(frames[0], "swap-client", now=0.0)
+    after = second.people(frames[1], "swap-client", now=1 / 30)
+    assert len(before) == len(after) == 1 and after[0].track_id == before[0].track_id
+    assert first.streams >= 1 and not after[0].held
+
+
 @pytest.mark.parametrize("front", ["grace_hopper", "astronaut"])
 def test_identity_stays_with_each_person_when_two_cross(models, front: str) -> None:  # noqa: ANN001
     """The astronaut walks right, Grace Hopper left, one passing in front of the other: whoever is
@@ -202,6 +218,27 @@ def test_several_people_cost_a_landmark_run_each(models) -> None:  # noqa: ANN00
         assert tracker.last_runs == (0, count)  # no detector once everyone is tracked
     # a client's own count, live: one fewer person, then back
     assert len(poser.people(frames[0], "group", now=1.0, max_people=1)) == 1
+
+
+def test_four_small_people_side_by_side_are_found_on_tiles(models) -> None:  # noqa: ANN001
+    """Four people 190 px high in 640x480: the whole frame at the detector's 224 px finds one; the
+    tiled search finds every one, each a distinct person (their shoulders in four places), and
+    once all are tracked no detector runs."""
+    from crowd import group
+
+    frames = group(4, frames=6)
+    assert len(models.detector.detect(frames[0])) < 4  # why tiles are needed
+    tiled = models.detector.detect_tiled(frames[0])
+    assert len(tiled) == 4, [d.box for d in tiled]
+    centres = sorted(float((d.box[0] + d.box[2]) / 2) for d in tiled)
+    assert np.allclose(centres, [0.125, 0.375, 0.625, 0.875], atol=0.06), centres
+    poser = CameraPoser(models, max_people=4)
+    for i, rgb in enumerate(frames):
+        people = poser.people(rgb, "four", now=i / 30)
+        assert len(people) == 4 and not any(p.held for p in people), i
+    assert poser._streams["four"].tracker.last_runs == (0, 4)
+    xs = sorted(float(np.median(p.points[[11, 12], 0])) for p in people)
+    assert np.allclose(xs, [80, 240, 400, 560], atol=40), xs
 
 
 # -- settings: flag and OSC ----------------------------------------------------------------------

@@ -70,7 +70,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         "/pose2person/people; docs/TRACKER.md)")
     g.add_argument("--pipeline-depth", type=_depth, default=0, metavar="auto|D",
                    help="frames of one client in flight at once, so pose and generator overlap on consecutive "
-                        "frames (default auto: 2 for a DensePose generator on a GPU, else 1; docs/GENERATOR.md)")
+                        "frames (default auto: 2 for a DensePose generator on a GPU or where the camera tracker poses camera "
+                        "frames, else 1; docs/GENERATOR.md)")
 
 
 def _depth(text: str) -> int:

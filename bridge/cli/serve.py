@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
                             "one), to rehearse a patch under load and failure; never on a show network")
     serve.add_argument("--allow-root", action="append", metavar="DIR", dest="allow_roots",
                        help=f"directory that path frames may be read from and written to (repeatable; "
-                            f"default {default_allow_root()})")
+                            f"default {default_allow_root()}, made private: mode 0700)")
     serve.add_argument("--allow-client", action="append", metavar="CIDR", dest="allow_clients",
                        help="only accept these addresses/networks on every surface: OSC, HTTP, WebSocket "
                             "(repeatable; default: everyone who can reach --host)")
@@ -53,7 +53,8 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                        help=f"largest frame accepted, in pixels (default {DEFAULT_MAX_PIXELS})")
     serve.add_argument("--shm-dir", default=None, help="where shared-memory channel files live "
-                       "(default /dev/shm, else the temp dir)")
+                       "(default /dev/shm, else the temp dir; in a private pose2person-<uid> sub-folder unless "
+                       "only this user can write DIR)")
     serve.add_argument("--no-zeroconf", action="store_true", help="do not advertise on mDNS/zeroconf")
     serve.add_argument("--zeroconf-interface", action="append", metavar="ADDR", dest="zeroconf_interfaces",
                        help="advertise only on this interface address (repeatable)")

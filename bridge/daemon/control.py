@@ -368,8 +368,10 @@ class Controller:
         self._people.pop(key, None)
         self._smoothing.pop(key, None)
         self._pipeline.forget_client(key)
-        for name in self._channels.names():
+        for name in self._channels.names():  # mailboxes are keyed by the name the client used
             self._pipeline.forget_client((key, name))
+        for channel in self._channels.channels():
+            self._pipeline.forget_client((key, channel.handle))
 
     def _auto_frame_id(self) -> int:
         self._next_frame_id = (self._next_frame_id + 1) % FRAME_ID_WRAP
@@ -419,13 +421,14 @@ class Controller:
         received = time.perf_counter_ns()
         name, frame_id = str(args.values[0]), int(args.values[1])  # type: ignore[arg-type]
         try:
-            channel = self._channels.get(name)
+            channel = self._channels.get(name, peer.key)  # its own channel, or one whose handle it holds
         except ShmError as exc:
             raise ClientError(exc.code, exc.message, frame_id) from None
         self.recorder.shm_frame(peer.key, channel, frame_id)  # a no-op unless a recording covers this client
-        # Mailbox per (client, channel): one client may drive several channels.
+        # Mailbox per (client, channel): one client may drive several channels. The reply names the
+        # channel as the client did (its plain name or the handle).
         self._submit(ShmJob((peer.key, name), frame_id, received, _frame_reply(peer),
-                            reply_direct=getattr(peer, "reply_from_worker", None), channel=channel))
+                            reply_direct=getattr(peer, "reply_from_worker", None), channel=channel, reply_name=name))
 
     def _keypoints(self, peer: Peer, args: _Args) -> None:
         received = time.perf_counter_ns()
@@ -440,9 +443,10 @@ class Controller:
             raise ClientError("no_target", "send /pose2person/keypoints/target s channel (after "
                               "/pose2person/shm/open) or /pose2person/keypoints/target/path s output_path first",
                               frame.frame_id)
-        if target.channel is not None:
-            try:  # the channel may have been re-opened with another size: take the current one
-                target = KeypointTarget(channel=self._channels.get(target.channel.name))
+        if target.channel_name is not None:
+            try:  # by handle, at every message: the channel may have been re-opened with another size
+                target = KeypointTarget(channel=self._channels.get(target.channel_name, peer.key),
+                                        label=target.label)
             except ShmError as exc:
                 raise ClientError(exc.code, exc.message, frame.frame_id) from None
         self._submit(KeypointJob((peer.key, "keypoints"), frame.frame_id, received, _frame_reply(peer),
@@ -458,10 +462,12 @@ class Controller:
     def _keypoints_target(self, peer: Peer, args: _Args) -> None:
         name = str(args.values[0])
         try:
-            channel = self._channels.get(name)
+            channel = self._channels.get(name, peer.key)
         except ShmError as exc:
             raise ClientError(exc.code, exc.message) from None
-        self._set_keypoint_target(peer, KeypointTarget(channel=channel), name)
+        # The target keeps the handle, not the channel: a retired channel's files are not pinned by
+        # it, and a re-open with another size is followed.
+        self._set_keypoint_target(peer, KeypointTarget(channel_name=channel.handle, label=name), name)
 
     def _keypoints_target_path(self, peer: Peer, args: _Args) -> None:
         raw = str(args.values[0])
@@ -470,7 +476,7 @@ class Controller:
         if path.suffix.lower() not in WRITE_EXTENSIONS:
             raise ClientError("bad_arguments", f"keypoint pictures are images: end the path in "
                               f"{', '.join(sorted(WRITE_EXTENSIONS))}, not {path.suffix or 'nothing'!r}")
-        self._set_keypoint_target(peer, KeypointTarget(path=path), str(path))
+        self._set_keypoint_target(peer, KeypointTarget(path=path, roots=roots), str(path))
 
     def _auth(self, peer: Peer, args: _Args) -> None:
         token = self._config.security.token
@@ -590,16 +596,18 @@ class Controller:
         name, width, height, fmt = args.values[:4]
         origin = args.values[4] if len(args.values) == 5 else 0
         try:
-            ch = self._channels.open(str(name), int(width), int(height), str(fmt).upper(), int(origin))  # type: ignore[arg-type]
+            ch = self._channels.open(str(name), int(width), int(height), str(fmt).upper(), int(origin),  # type: ignore[arg-type]
+                                     owner=peer.key)
         except ShmError as exc:
             raise ClientError(exc.code, exc.message) from None
-        peer.reply(encode_message(protocol.SHM_OPENED, ch.name, str(ch.input_path), str(ch.output_path),
+        # The handle (<name>.<token>), the name that reaches this channel from any socket.
+        peer.reply(encode_message(protocol.SHM_OPENED, ch.handle, str(ch.input_path), str(ch.output_path),
                                   ch.layout.width, ch.layout.height, ch.layout.format, ch.layout.slots))
 
     def _shm_close(self, peer: Peer, args: _Args) -> None:
         name = str(args.values[0])
         try:
-            self._channels.close(name)
+            self._channels.close(name, peer.key)
         except ShmError as exc:
             raise ClientError(exc.code, exc.message) from None
         peer.reply(encode_message(protocol.SHM_CLOSED, name))

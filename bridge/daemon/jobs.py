@@ -26,7 +26,7 @@ from ..shm import ORIGIN_BOTTOM_LEFT, ShmError
 from ..stages import Stage
 from ..util.frame_context import FrameContext
 from ..util.metrics import record, timed
-from .monitor import THUMB_MAX_SIDE, TapFrames
+from .monitor import TapFrames
 from .safe_output import COVERED, SafeOutput
 from .shm_channels import Channel
 
@@ -134,14 +134,17 @@ class PathJob(FrameJob):
 
     def run(self, stage: Stage) -> bytes:
         with timed("input"):
+            # Opened from its root without following links (bridge/formats/safefs.py): the path was
+            # checked when the message came, and may have been swapped for a link since.
             image, fmt = read_image(self.input_path, max_pixels=self.security.max_pixels,
-                                    max_bytes=self.security.max_file_bytes, frame_id=self.frame_id)
+                                    max_bytes=self.security.max_file_bytes, frame_id=self.frame_id,
+                                    roots=self.security.allow_roots)
         result = run_stage(stage, image, fmt, 0, self.frame_id, self.safe)
         if self.abandoned:  # the stall watchdog answered this frame meanwhile
             raise AbandonedFrame()
         self.tap = TapFrames(image, result, fmt, 0)
         with timed("publish"):
-            write_image_atomic(self.output_path, result, fmt, self.frame_id)
+            write_image_atomic(self.output_path, result, fmt, self.frame_id, self.security.allow_roots)
         self.latency_ms = elapsed_ms(self.received_ns)
         height, width = result.shape[:2]
         return encode_message(protocol.FRAME_DONE, self.frame_id, str(self.output_path), width, height,
@@ -161,6 +164,7 @@ class ShmJob(FrameJob):
     """
 
     channel: Channel | None = None
+    reply_name: str = ""  # the channel as the client named it (plain name or handle), echoed in /frame/ready
     # The output slot this job holds while it runs (the stall watchdog frees it, see release_output).
     _claim: tuple[Any, int] | None = field(default=None, init=False, repr=False)
 
@@ -199,12 +203,14 @@ class ShmJob(FrameJob):
             k, seq = ch.input.find_slot(self.frame_id)
         except ShmError as exc:
             raise ClientError(exc.code, exc.message, self.frame_id) from None
-        # Stage the frame in the output slot itself: one copy in, and for stages that return
-        # their input (passthrough) no copy out. The output slot's seq stays odd meanwhile, so
-        # readers skip it.
+        # Stage the frame in the buffer the output slot hands out (the daemon's own memory: channel
+        # files are never mapped here, bridge/shm.py): one copy in, and one pwrite out, from the
+        # buffer for stages that return their input (passthrough), else from the result. The output
+        # slot's seq stays odd meanwhile, so readers skip it.
         out_k, staged = ch.output.begin_write()
         self._claim = (ch.output, out_k)
         published = False
+        out: np.ndarray = staged
         try:
             with timed("input"):
                 ch.input.read_into(k, staged)  # by pread, not the mapping: a truncated file is no SIGBUS
@@ -220,30 +226,21 @@ class ShmJob(FrameJob):
             published_from = time.perf_counter_ns()
             if _retired(ch):  # closed or re-opened during the stage: publish nothing
                 raise self._gone()
-            # The monitor's input picture: never the client's mapping (a client that truncates its
-            # file meanwhile would raise SIGBUS in the thumbnail copy) but the staged copy, taken
-            # small before the result replaces it (for passthrough, input and output are one).
-            tap_input = staged
-            if result is not readonly:
-                tap_input = _small_copy(staged)
-                np.copyto(staged, result)
-            self.tap = TapFrames(tap_input, staged, ch.layout.format, ch.layout.origin)
+            # The monitor's input picture is the staged copy, never a client's file (for passthrough,
+            # input and output are one). A result of the model's is written from where it is.
+            out = staged if result is readonly else np.ascontiguousarray(result)
+            self.tap = TapFrames(staged, out, ch.layout.format, ch.layout.origin)
             published = True
         finally:
             if not self.abandoned:
                 self._claim = None
-                ch.output.end_write(out_k, self.frame_id, publish=published)
+                ch.output.end_write(out_k, self.frame_id, publish=published,
+                                    pixels=out if published and out is not staged else None)
             else:
                 self.release_output()
         record("publish", elapsed_ms(published_from))
         self.latency_ms = elapsed_ms(self.received_ns)
-        return encode_message(protocol.FRAME_READY, ch.name, self.frame_id, self.latency_ms)
-
-
-def _small_copy(image: np.ndarray) -> np.ndarray:
-    """A strided copy no larger than the monitor's thumbnails (microseconds: no filtering)."""
-    step = max(1, -(-max(image.shape[:2]) // THUMB_MAX_SIDE))
-    return image[::step, ::step].copy()  # a copy even at step 1: the slot is overwritten next
+        return encode_message(protocol.FRAME_READY, self.reply_name or ch.name, self.frame_id, self.latency_ms)
 
 
 def _retired(ch: Channel) -> bool:

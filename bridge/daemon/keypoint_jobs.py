@@ -40,8 +40,13 @@ BUILTIN_POSE_STYLE = "dp_segm"
 class KeypointTarget:
     """Where one client's keypoint pictures go: a shm channel or an output file (one of them)."""
 
-    channel: Channel | None = None
+    channel: Channel | None = None  # resolved from channel_name for each message
     path: Path | None = None
+    channel_name: str | None = None  # the channel's handle (what the controller keeps between messages)
+    label: str = ""  # the name the client gave, echoed in /frame/ready
+    # The allowed roots the path was checked against: every picture is written by walking from its
+    # root again (bridge/formats/safefs.py), so a folder swapped for a link later is refused.
+    roots: tuple[Path, ...] = ()
 
 
 def pose_picture(stage: Stage, frame: KeypointFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +95,7 @@ class KeypointJob(FrameJob):
         assert self.target.path is not None
         with timed("publish"):
             bgr = np.ascontiguousarray(result[..., ::-1])
-            write_image_atomic(self.target.path, bgr, "BGR8", self.frame_id)
+            write_image_atomic(self.target.path, bgr, "BGR8", self.frame_id, self.target.roots)
         self.tap = TapFrames(None, bgr, "BGR8", 0, pose)
         self.latency_ms = elapsed_ms(self.received_ns)
         h, w = bgr.shape[:2]
@@ -104,16 +109,14 @@ class KeypointJob(FrameJob):
             if (result.shape[1], result.shape[0]) != size:  # the message's frame size differs from the channel's
                 result = cv2.resize(result, size, interpolation=cv2.INTER_LINEAR)
             pixels = convert(result, "RGB8", ch.layout.format, flip_rows=ch.layout.origin == ORIGIN_BOTTOM_LEFT)
+            pixels = np.ascontiguousarray(pixels)
             try:
-                out_k, slot = ch.output.begin_write()
+                out_k, _ = ch.output.begin_write()
+                # Written with pwrite from the picture itself (the daemon never maps channel files:
+                # a client truncating its file is this frame's shm_bad_header, not a SIGBUS).
+                ch.output.end_write(out_k, self.frame_id, pixels=pixels)
             except ShmError as exc:  # e.g. the client truncated its output file: this frame's error
                 raise ClientError(exc.code, exc.message, self.frame_id) from None
-            published = False
-            try:
-                np.copyto(slot, pixels)
-                published = True
-            finally:
-                ch.output.end_write(out_k, self.frame_id, publish=published)
         self.tap = TapFrames(None, pixels, ch.layout.format, ch.layout.origin, pose)
         self.latency_ms = elapsed_ms(self.received_ns)
-        return encode_message(protocol.FRAME_READY, ch.name, self.frame_id, self.latency_ms)
+        return encode_message(protocol.FRAME_READY, self.target.label or ch.name, self.frame_id, self.latency_ms)

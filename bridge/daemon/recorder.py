@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -36,7 +37,8 @@ from typing import Any, Callable, Hashable
 from .. import protocol
 from ..errors import ClientError
 from ..formats.paths import resolve_output
-from ..formats.recording import INDEX, frame_file_name, write_meta
+from ..formats.recording import FRAMES, INDEX, frame_file_name, write_meta
+from ..formats.safefs import WALKS_BY_DESCRIPTOR, create_in, make_folder
 from ..osc import encode_message
 from ..shm import ShmError
 from ..util.logutil import RateLimitedLog
@@ -89,6 +91,8 @@ class _Recording:
     dropped: int = 0
     clients: set[str] = field(default_factory=set)
     index: Any = None  # the open index file (writer thread only)
+    dir_fd: int | None = None  # the folder and its frames folder, opened without following links
+    frames_fd: int | None = None
     failed: str = ""
 
 
@@ -118,16 +122,8 @@ class Recorder:
         if len(self._recordings) >= MAX_RECORDINGS:
             raise ClientError("record_limit", f"{MAX_RECORDINGS} recordings are running; stop one first")
         folder = resolve_output(raw_path, Path(raw_path), self._roots, protocol.NO_FRAME_ID)
-        try:
-            folder.mkdir()
-            (folder / "frames").mkdir()
-            index = open(folder / INDEX, "xb")
-        except FileExistsError:
-            raise ClientError("write_failed", f"{folder} exists already; a recording goes into a new folder") from None
-        except OSError as exc:
-            raise ClientError("write_failed", f"cannot create {folder}: {exc.strerror}") from None
         rec = _Recording(owner, covers, folder, reply)
-        rec.index = index
+        self._create(rec)
         self._recordings[owner] = rec
         self._ensure_writer()
         _ratelog.log(logging.INFO, "recording started", "recording %s (for %s) into %s", source, client_label(owner),
@@ -254,11 +250,54 @@ class Recorder:
                     with self._cond:
                         self._queued_bytes -= int(payload[3])
 
+    def _create(self, rec: _Recording) -> None:
+        """Make the recording's folder, its ``frames`` folder and index. Where the platform allows it
+        (bridge/formats/safefs.py) the folders are kept open by descriptor, reached from the root
+        without following links, and every later file is created relative to them: a folder swapped
+        for a link while the recording runs cannot redirect a frame outside the root."""
+        folder = rec.folder
+        if not WALKS_BY_DESCRIPTOR:
+            try:
+                folder.mkdir()
+                (folder / FRAMES).mkdir()
+                rec.index = open(folder / INDEX, "xb")
+            except FileExistsError:
+                raise ClientError("write_failed", f"{folder} exists already; a recording goes into a new folder"
+                                  ) from None
+            except OSError as exc:
+                raise ClientError("write_failed", f"cannot create {folder}: {exc.strerror}") from None
+            return
+        try:
+            rec.dir_fd = make_folder(folder, self._roots, protocol.NO_FRAME_ID)
+        except ClientError as exc:
+            if "exists already" in exc.message:
+                raise ClientError("write_failed", f"{folder} exists already; a recording goes into a new folder"
+                                  ) from None
+            raise
+        try:
+            os.mkdir(FRAMES, dir_fd=rec.dir_fd)
+            rec.frames_fd = os.open(FRAMES, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=rec.dir_fd)
+            rec.index = os.fdopen(create_in(rec.dir_fd, INDEX), "wb")
+        except OSError as exc:
+            self._release(rec)
+            raise ClientError("write_failed", f"cannot create {folder}: {exc.strerror}") from None
+
+    @staticmethod
+    def _release(rec: _Recording) -> None:
+        for fd in (rec.frames_fd, rec.dir_fd):
+            if fd is not None:
+                os.close(fd)
+        rec.frames_fd = rec.dir_fd = None
+
     @staticmethod
     def _write_frame(rec: _Recording, name: str, pixels: Any) -> None:
         if rec.failed:
             return
-        with open(rec.folder / name, "xb") as f:
+        if rec.frames_fd is None:
+            with open(rec.folder / name, "xb") as f:
+                f.write(memoryview(pixels.reshape(-1)).cast("B"))
+            return
+        with os.fdopen(create_in(rec.frames_fd, name.rsplit("/", 1)[-1]), "wb") as f:
             f.write(memoryview(pixels.reshape(-1)).cast("B"))
 
     @staticmethod
@@ -267,10 +306,15 @@ class Recorder:
             if rec.index is not None:
                 rec.index.close()
         finally:
-            write_meta(rec.folder, {"started": rec.started_wall, "clients": sorted(rec.clients),
-                                    "entries": rec.entries, "frames": rec.frames, "bytes": rec.bytes,
-                                    "dropped": rec.dropped, "duration_s": round(time.monotonic() - rec.started_mono, 3),
-                                    "reason": reason if not rec.failed else f"write_failed: {rec.failed}"})
+            try:
+                write_meta(rec.folder, {"started": rec.started_wall, "clients": sorted(rec.clients),
+                                        "entries": rec.entries, "frames": rec.frames, "bytes": rec.bytes,
+                                        "dropped": rec.dropped,
+                                        "duration_s": round(time.monotonic() - rec.started_mono, 3),
+                                        "reason": reason if not rec.failed else f"write_failed: {rec.failed}"},
+                           dir_fd=rec.dir_fd)
+            finally:
+                Recorder._release(rec)
 
     # -- figures and shutdown ----------------------------------------------------------------------
     def figures(self) -> dict[str, Any]:

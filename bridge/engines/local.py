@@ -131,12 +131,17 @@ class LocalEngine:
 
     def depth_for(self, stage: Stage) -> int:
         """Frames of one client ``stage`` may have in flight: the ``--pipeline-depth`` given, or
-        (auto) 2 for a generator whose pose is DensePose and which runs on an accelerator, where
-        the two networks' host-side work and kernels overlap; else 1. A keypoint render or a
-        given pose image is too quick to be worth a frame's freshness, and on a CPU the two
-        networks compete for the same cores (docs/BENCHMARKS.md, "Pipelining")."""
+        (auto) 2 where the pose work of the next frame overlaps this frame's generator and pays:
+        a generator whose pose is DensePose on an accelerator (host-side work and kernels
+        overlap), or one whose camera frames go through the body tracker (TFLite, its own
+        threads: on 2 CPU cores 22 -> 30 frames/s at the same p95, docs/BENCHMARKS.md, "Camera
+        to person"); else 1. A keypoint render or a given pose image is too quick to be worth a
+        frame's freshness, and DensePose on a CPU competes with the generator for the cores."""
         if self._depth:
             return self._depth
+        pose = getattr(stage, "pose", None)
+        if getattr(pose, "poser", None) is not None:
+            return AUTO_DEPTH
         if getattr(stage, "pose_source", None) != "densepose":
             return 1
         device = getattr(getattr(getattr(stage, "engine", None), "device", None), "type", "cpu")

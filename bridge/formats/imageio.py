@@ -1,14 +1,15 @@
 """Reading and writing frame files safely: size limits before decoding, atomic writes.
 
 Decoding uses OpenCV (fast, headless); PIL reads only the header to learn the size so
-a decompression bomb is refused before any pixel is decoded.
+a decompression bomb is refused before any pixel is decoded. The files themselves are opened by
+:mod:`bridge.formats.safefs`: below an allowed root no link is followed, only regular files are
+read, and the size is checked while reading.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import secrets
 from pathlib import Path
 
 # cv2 must not be a second, unbounded decoder path: cap what it accepts as well. OpenCV reads
@@ -20,25 +21,23 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import ClientError
 from .pixels import format_for
+from .safefs import read_bytes, write_atomic
 
 WRITE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def read_image(path: Path, *, max_pixels: int, max_bytes: int, frame_id: int) -> tuple[np.ndarray, str]:
+def read_image(path: Path, *, max_pixels: int, max_bytes: int, frame_id: int,
+               roots: tuple[Path, ...] = ()) -> tuple[np.ndarray, str]:
     """Decode an image file into ``(pixels, format)`` with format ``BGR8`` or ``BGRA8``.
 
+    ``path`` was checked inside one of ``roots`` (a client's path): it is opened by walking from
+    that root without following links (:func:`bridge.formats.safefs.read_bytes`); with no roots it
+    is the caller's own file (its folder is trusted, the file itself still no link, FIFO or device).
     Grey images become BGR; 16-bit images are scaled to 8 bits. Raises ClientError with
-    ``file_not_found``, ``image_too_large``, ``bad_dimensions`` or ``image_decode_failed``.
+    ``path_not_allowed``, ``file_not_found``, ``image_too_large``, ``bad_dimensions`` or
+    ``image_decode_failed``.
     """
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ClientError("image_too_large", f"{path.name} is {size} bytes (limit {max_bytes})", frame_id)
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ClientError("file_not_found", f"no such file: {path}", frame_id) from None
-    except OSError as exc:
-        raise ClientError("file_not_found", f"cannot read {path}: {exc.strerror}", frame_id) from None
+    data = read_bytes(path, roots, max_bytes=max_bytes, frame_id=frame_id)
     if not data:
         raise ClientError("image_decode_failed", f"{path.name} is empty", frame_id)
     try:
@@ -73,11 +72,15 @@ def read_image(path: Path, *, max_pixels: int, max_bytes: int, frame_id: int) ->
 ENCODE_PARAMS: dict[str, list[int]] = {".png": [cv2.IMWRITE_PNG_COMPRESSION, 1]}
 
 
-def write_image_atomic(path: Path, image: np.ndarray, fmt: str, frame_id: int) -> None:
+def write_image_atomic(path: Path, image: np.ndarray, fmt: str, frame_id: int,
+                       roots: tuple[Path, ...] = ()) -> None:
     """Encode ``image`` (``BGR8``/``BGRA8``) by ``path``'s extension and publish it atomically.
 
-    The bytes go to a hidden temporary name in the same directory, then ``os.replace``
-    renames it, so a reader polling ``path`` sees the old file or the whole new one.
+    The bytes go to an unpredictable hidden temporary name created exclusively in the same folder,
+    then are renamed over ``path``, so a reader polling ``path`` sees the old file or the whole new
+    one. With ``roots`` the folder is reached from its root without following links, at every call
+    (:func:`bridge.formats.safefs.write_atomic`): a folder swapped for a link since the path was
+    checked is refused (``path_not_allowed``), never written through.
     """
     ext = path.suffix.lower()
     if ext not in WRITE_EXTENSIONS:
@@ -90,15 +93,4 @@ def write_image_atomic(path: Path, image: np.ndarray, fmt: str, frame_id: int) -
     ok, encoded = cv2.imencode(ext, np.ascontiguousarray(image), ENCODE_PARAMS.get(ext, []))
     if not ok:
         raise ClientError("write_failed", f"could not encode {path.name}", frame_id)
-    # Only a prefix of the name: the full name plus ".<hex>.tmp" could exceed NAME_MAX (255 bytes).
-    tmp = path.with_name(f".{path.name[:48]}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # the cleanup must not replace the write_failed answer
-            pass
-        raise ClientError("write_failed", f"cannot write {path}: {exc.strerror}", frame_id) from None
+    write_atomic(path, memoryview(np.ascontiguousarray(encoded).reshape(-1)), roots, frame_id)

@@ -1,4 +1,10 @@
-"""Allowed-root checks for file-path frames: resolve first, then check, never the reverse."""
+"""Allowed-root checks for file-path frames: resolve first, then check, never the reverse.
+
+This is the *check*, made when a message arrives. It is not what protects the file when the worker
+uses it later: by then a folder or the file may have been swapped for a link, a FIFO or a device.
+The *use* goes through :mod:`bridge.formats.safefs`, which walks from the root again without
+following links; the paths returned here are what it walks.
+"""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import re
 import stat
 from dataclasses import dataclass
@@ -95,11 +96,25 @@ class ShmEntry:
 Entry = KeypointEntry | ShmEntry
 
 
-def write_meta(folder: Path, meta: dict[str, Any]) -> None:
-    """Write ``recording.json`` atomically (a hidden temp name, then a rename)."""
-    tmp = folder / f".{META}.tmp"
-    tmp.write_text(json.dumps({"format": FORMAT, "version": VERSION, **meta}, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, folder / META)
+def write_meta(folder: Path, meta: dict[str, Any], dir_fd: int | None = None) -> None:
+    """Write ``recording.json`` atomically (an unpredictable hidden temp name created exclusively, then
+    a rename). With ``dir_fd`` (the daemon's descriptor of ``folder``, opened without following links)
+    both happen relative to it, so a folder swapped for a link meanwhile is not written through."""
+    text = json.dumps({"format": FORMAT, "version": VERSION, **meta}, indent=1, allow_nan=False) + "\n"
+    tmp = f".{META}.{secrets.token_hex(8)}.tmp"
+    where = (lambda name: name) if dir_fd is not None else (lambda name: str(folder / name))
+    fd = os.open(where(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666,
+                 dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(where(tmp), where(META), src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(where(tmp), dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
 
 
 def read_meta(folder: Path) -> dict[str, Any]:

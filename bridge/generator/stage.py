@@ -138,10 +138,11 @@ class KeypointPose:
         return self.poser.keypoints(rgb, ctx.stream, ctx.frame_id, now=ctx.time_s,  # type: ignore[attr-defined]
                                     max_people=ctx.max_people, smoothing=ctx.smoothing)
 
-    def pose_image(self, rgb: np.ndarray) -> np.ndarray:
+    def tracked_pose(self, rgb: np.ndarray) -> PoseResult:
+        """The tracker's people in this camera frame as drawn parts; raises ``tracker_unavailable``
+        or :class:`~bridge.pose.camera.NoPerson` (nobody found, nobody held)."""
         from ..pose.camera import NoPerson
         from ..pose.keypoints import keypoints_to_pose
-        from ..pose.render import render_pose
 
         ctx = current_frame()
         if self.poser is None:
@@ -151,7 +152,12 @@ class KeypointPose:
         result = keypoints_to_pose(frame)
         if result.empty:
             raise NoPerson(ctx.frame_id)
-        return render_pose(result, self.style, None)
+        return result
+
+    def pose_image(self, rgb: np.ndarray) -> np.ndarray:
+        from ..pose.render import render_pose
+
+        return render_pose(self.tracked_pose(rgb), self.style, None)
 
 
 class ShapedDensePose(KeypointPose):
@@ -175,21 +181,13 @@ class ShapedDensePose(KeypointPose):
 
     def pose_image(self, rgb: np.ndarray) -> np.ndarray:
         from ..pose.camera import NoPerson
-        from ..pose.keypoints import keypoints_to_pose
         from ..pose.render import render_pose
         from ..pose.shaped import shape_to_mask
 
-        ctx = current_frame()
-        if self.poser is None:
-            raise ClientError("tracker_unavailable", self.unavailable or "the body tracker is not loaded", ctx.frame_id)
-        frame = self.camera_keypoints(rgb, ctx)
-        self.last_keypoints = frame
-        drawn = keypoints_to_pose(frame)
-        if drawn.empty:
-            raise NoPerson(ctx.frame_id)
+        drawn = self.tracked_pose(rgb)
         result = shape_to_mask(drawn, self.segmenter.mask(rgb))  # type: ignore[attr-defined]
         if result.empty:
-            raise NoPerson(ctx.frame_id)
+            raise NoPerson(current_frame().frame_id)
         self.last_result = result
         return render_pose(result, self.style, np.ascontiguousarray(rgb[..., ::-1]))
 
@@ -344,7 +342,7 @@ def _camera_poser(card: ModelCard | None, threads: int, max_people: int = 1) -> 
     if card is None:
         return None, "the camera tracker's card models/blazepose is missing"
     try:
-        from ..pose.camera import CameraPoser, card_settings, shared_tracker_models
+        from ..pose.camera import card_settings, shared_camera_poser, shared_tracker_models
 
         try:
             smoothing, tracking = card_settings(card.extra)
@@ -352,7 +350,7 @@ def _camera_poser(card: ModelCard | None, threads: int, max_people: int = 1) -> 
             raise ModelLoadError(f"{card.folder}/card.toml: {exc}") from None
         table = card.extra.get("tracker")
         models = shared_tracker_models(card.folder, table if isinstance(table, dict) else {}, threads)
-        return CameraPoser(models, max_people=max_people, smoothing=smoothing, tracking=tracking), ""
+        return shared_camera_poser(models, max_people, smoothing, tracking), ""
     except BridgeError as exc:
         log.warning("camera frames for keypoint models cannot be posed: %s", exc)
         return None, str(exc)

@@ -110,19 +110,24 @@ _shared: dict[tuple[str, int], TrackerModels] = {}
 _shared_lock = threading.Lock()
 
 
+def _shared_model(cache: dict[tuple[str, int], Any], load: Any, folder: Path, tracker_table: Mapping[str, Any],
+                  threads: int) -> Any:
+    """``load(folder, pins, threads)`` once per process, folder and thread count."""
+    key = (str(Path(folder).resolve()), threads)
+    with _shared_lock:
+        model = cache.get(key)
+        if model is None:
+            pins = parse_pins(tracker_table, f"{folder}/card.toml [tracker]")
+            model = cache[key] = load(Path(folder), pins, threads)
+        return model
+
+
 def shared_tracker_models(folder: Path, tracker_table: Mapping[str, Any], threads: int = 1) -> TrackerModels:
     """The tracker's models from its card's ``folder`` and ``[tracker]`` table, loaded once per
     process and shared by every model that poses camera frames (hot swaps do not reload them).
 
     Raises :class:`~bridge.errors.ModelLoadError` (runtime or files missing, a pin mismatch)."""
-    key = (str(Path(folder).resolve()), threads)
-    with _shared_lock:
-        models = _shared.get(key)
-        if models is None:
-            pins = parse_pins(tracker_table, f"{folder}/card.toml [tracker]")
-            models = load_tracker_models(Path(folder), pins, threads)
-            _shared[key] = models
-        return models
+    return _shared_model(_shared, load_tracker_models, folder, tracker_table, threads)
 
 
 _segmenters: dict[tuple[str, int], PersonSegmenter] = {}
@@ -131,14 +136,7 @@ _segmenters: dict[tuple[str, int], PersonSegmenter] = {}
 def shared_segmenter(folder: Path, tracker_table: Mapping[str, Any], threads: int = 1) -> PersonSegmenter:
     """The person-mask model from the tracker's card, loaded once per process (as
     :func:`shared_tracker_models`; raises :class:`~bridge.errors.ModelLoadError`)."""
-    key = (str(Path(folder).resolve()), threads)
-    with _shared_lock:
-        model = _segmenters.get(key)
-        if model is None:
-            pins = parse_pins(tracker_table, f"{folder}/card.toml [tracker]")
-            model = load_segmenter(Path(folder), pins, threads)
-            _segmenters[key] = model
-        return model
+    return _shared_model(_segmenters, load_segmenter, folder, tracker_table, threads)
 
 
 class NoPerson(ClientError):
@@ -234,3 +232,22 @@ class CameraPoser:
         people = self.people(rgb, stream, now, max_people, smoothing)
         pts = np.stack([p.points for p in people]) if people else np.zeros((0, 33, 3), np.float32)
         return KeypointFrame(LAYOUT, int(frame_id), int(w), int(h), pts.astype(np.float32), False)
+
+
+_posers: dict[tuple[int, int, SmoothingSettings, TrackingSettings], CameraPoser] = {}
+
+
+def shared_camera_poser(models: TrackerModels, max_people: int = 1, smoothing: SmoothingSettings | None = None,
+                        tracking: TrackingSettings | None = None) -> CameraPoser:
+    """One :class:`CameraPoser` per process and settings, shared by every model that poses camera
+    frames with them: a hot swap between two such models keeps each client's tracking, smoothing
+    and held people, so the first frames after a switch are tracked, not detected afresh (where
+    the detector could miss a person the tracker was following)."""
+    smoothing, tracking = smoothing or SmoothingSettings(), tracking or TrackingSettings()
+    key = (id(models), max_people, smoothing, tracking)
+    with _shared_lock:
+        poser = _posers.get(key)
+        if poser is None or poser.models is not models:
+            poser = _posers[key] = CameraPoser(models, max_people=max_people, smoothing=smoothing, tracking=tracking)
+        return poser
+

@@ -22,6 +22,7 @@ May import: the base, :mod:`bridge.util`, :mod:`bridge.formats`, :mod:`bridge.po
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -30,6 +31,8 @@ import numpy as np
 from ..cards import SERVABLE_KINDS, ModelCard, default_model_dirs, find_card, find_cards
 from ..config import PipelineConfig
 from ..errors import ModelLoadError
+
+log = logging.getLogger(__name__)
 
 
 class Stage(Protocol):
@@ -193,12 +196,38 @@ def _card_state(card: ModelCard, catalog: Catalog, cards: dict[str, ModelCard]) 
     return "ready"
 
 
+def _leave_a_core_to_the_tracker(card: ModelCard, cfg: PipelineConfig) -> None:
+    """``--threads`` auto with a generator on the CPU whose camera frames go through the body
+    tracker, pipelined (``--pipeline-depth`` auto or 2+): torch gets one core fewer than the
+    machine has, so the tracker posing the next frame does not fight the generator for every
+    core (2 cores: 29 -> 30 frames/s and p95 90 -> 74 ms, docs/BENCHMARKS.md "Camera to person").
+    Process-wide, like ``--threads``; logged."""
+    import os
+
+    pose = cfg.pose or card.input.pose_source
+    cores = os.cpu_count() or 1
+    if pose not in ("keypoints", "tracker-densepose") or cfg.pipeline_depth == 1 or cores < 2:
+        return
+    from ..generator.engine import pick_device
+
+    if pick_device(cfg.device).type != "cpu":
+        return
+    import torch
+
+    if torch.get_num_threads() > cores - 1:
+        torch.set_num_threads(cores - 1)
+        log.info("torch uses %d of %d cores: one is left to the camera tracker (--threads overrides)",
+                 cores - 1, cores)
+
+
 def _load_card_stage(card: ModelCard, catalog: Catalog) -> Stage:
     cfg = catalog.config
     if cfg.threads:
         import torch
 
         torch.set_num_threads(cfg.threads)  # process-wide: every model in this daemon shares the cores
+    elif card.kind != "densepose":
+        _leave_a_core_to_the_tracker(card, cfg)
     if card.kind == "densepose":
         from .densepose_stage import make_densepose_stage
 

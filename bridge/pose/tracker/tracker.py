@@ -8,7 +8,9 @@ afterwards the previous frame's auxiliary landmarks give the next region, which 
    person whose pose flag falls below 0.5 is lost (MediaPipe's rule);
 2. when fewer than ``max_people`` are tracked, the detector runs on the same frame (so a lost
    person is found again without a frame's delay); while at least one person is tracked, it runs
-   at most every ``redetect_every`` frames, which bounds the cost of looking for newcomers;
+   at most every ``redetect_every`` frames, which bounds the cost of looking for newcomers; for
+   3 or more people, a search that finds too few at the whole frame's scale also runs on 3
+   overlapping tiles (small people side by side: :meth:`PoseDetector.detect_tiled`);
 3. a detection whose box overlaps a tracked person (IoU > 0.3 against the landmarks' bounds) is
    that person, not a newcomer;
 4. identities through crossings (``reacquire_s`` > 0): each track keeps its body's centre and a
@@ -33,13 +35,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detector import PoseDetector, detection_roi, iou
+from .detector import TILES, PoseDetector, detection_roi, iou
 from .landmarks import LandmarkModel, Landmarks
 from .roi import Roi
 
 SAME_PERSON_IOU = 0.3
 CONVERGED_IOU = 0.5
 DEFAULT_REDETECT_EVERY = 10
+TILED_FROM = 3  # max_people from which a search that finds too few people also runs on tiles
 BOUNDS_MIN_VISIBILITY = 0.5
 # How near (body sizes) a newcomer must be to a lost track's predicted centre to be that person:
 # the reach grows with the time lost, as the prediction grows less certain.
@@ -202,7 +205,12 @@ class BodyTracker:
                                             or self._frame - self._last_detection >= self.redetect_every):
             self._last_detection = self._frame
             detector_runs += 1
-            for det in self.detector.detect(rgb):
+            detections = self.detector.detect(rgb)
+            if self.max_people >= TILED_FROM and len(kept) + len(detections) < self.max_people:
+                # Looking for several people and not all in view at the whole frame's scale: tiles.
+                detections = self.detector.detect_tiled(rgb, TILES, detections)
+                detector_runs += TILES
+            for det in detections:
                 if len(self._tracks) >= self.max_people:
                     break
                 if any(iou(det.box.astype(np.float64), landmark_bounds(t.landmarks.points)[None])[0] > SAME_PERSON_IOU

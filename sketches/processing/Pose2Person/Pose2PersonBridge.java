@@ -359,7 +359,8 @@ public class Pose2PersonBridge {
     Message m = waitFor(P + "/shm/opened", timeoutMs);
     if (m == null) throw new IOException("no answer to /shm/open from " + bridge + " (is the bridge running?)");
     if (!m.address.equals(P + "/shm/opened")) throw new IOException("bridge refused the channel: " + m);
-    Channel c = new Channel(name, new File(m.s(1)), new File(m.s(2)));
+    // m.s(0) is the channel's handle (name.token): the name this sketch alone can use for the channel.
+    Channel c = new Channel(m.s(0), new File(m.s(1)), new File(m.s(2)));
     channels.add(c);
     return c;
   }
