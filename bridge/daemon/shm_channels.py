@@ -34,8 +34,10 @@ from typing import Hashable
 
 from ..config import SecurityConfig, ShmConfig
 from ..shm import CHANNEL_NAME_RE, ChannelFile, Layout, ShmError, create_channel_file
+from ..util.logutil import RateLimitedLog
 
 log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)
 
 IDLE_RECLAIM_S = 60.0  # a channel unused this long may be closed when a new one needs the room
 HANDLE_SEPARATOR = "."  # never in a channel name (CHANNEL_NAME_RE), so "<name>.<token>" is unambiguous
@@ -186,8 +188,9 @@ class ChannelRegistry:
         self._by_handle[channel.handle] = channel
         self._by_owner[(channel.owner, plain)] = channel.handle
         self._generations[plain] = layout.generation
-        log.info("shm channel %s: %dx%d %s origin=%d generation %d (%s)", plain, width, height, fmt, origin,
-                 layout.generation, self.directory)
+        # Rate limited: a client may open and close channels in a loop (docs/SECURITY.md, logs).
+        _ratelog.log(logging.INFO, "shm open", "shm channel %s: %dx%d %s origin=%d generation %d (%s)", plain, width,
+                     height, fmt, origin, layout.generation, self.directory)
         return channel
 
     def _pinned_bytes(self) -> int:
