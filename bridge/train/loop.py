@@ -254,7 +254,13 @@ def _clock(seconds: float) -> str:
 
 
 def train(o: TrainOptions) -> TrainResult:
-    """Run (or resume) the training described by ``o``; returns what was done."""
+    """Run (or resume) the training described by ``o``; returns what was done. From here on (data
+    loading and warm-up included) SIGINT/SIGTERM stop the run cleanly (:class:`_StopSignals`)."""
+    with _StopSignals() as signals:
+        return _train(o, signals)
+
+
+def _train(o: TrainOptions, signals: _StopSignals) -> TrainResult:
     began = time.monotonic()
     device = pick_device(o.device)
     if o.threads > 0:
@@ -382,84 +388,83 @@ def train(o: TrainOptions) -> TrainResult:
     stopped = ""
     epoch = epochs_done
     session_epochs, loop_began = 0, time.monotonic()
-    with _StopSignals() as signals:
-        while epoch < o.total_epochs:  # not a range: a re-plan may move the end
-            epoch += 1
-            factor = lr_factor(epoch, o)
-            for opt in model.optimizers.values():
-                for group in opt.param_groups:
-                    group["lr"] = o.lr * factor
-            rng = np.random.default_rng([o.seed, epoch])
-            order = rng.permutation(n)
-            b_order = rng.permutation(len(train_b)) if o.mode == "cyclegan" else order
-            epoch_losses = {}
-            last_step_end = time.monotonic()  # the epoch's end (scores, saves) is not a step
-            for count, a, b in _batches(o, train_a, train_b, order, b_order, rng, device):
-                if signals.received:
-                    stopped = "signal"
-                    break
-                losses = model.step(a, b)
-                now = time.monotonic()
-                # Wall time per step (batch making included), smoothed: what the deadline check needs.
-                step_wall = now - last_step_end if step_wall <= 0 else 0.9 * step_wall + 0.1 * (now - last_step_end)
-                last_step_end = now
-                session_steps += 1
-                steps += 1
-                images += count
-                for name, value in losses.items():
-                    pending.setdefault(name, []).append(value)
-                    epoch_losses.setdefault(name, []).append(value)
-                if steps % log_every == 0:
-                    for name, values in pending.items():
-                        history.setdefault(name, []).append(float(np.mean(values)))
-                    history_iters.append(steps)
-                    elapsed = time.monotonic() - started
-                    loss_log.write(f"(epoch: {epoch}, iters: {steps}, time: {elapsed / max(steps, 1):.3f}, "
-                                   f"lr: {o.lr * factor:.7f}) "
-                                   + " ".join(f"{k}: {float(np.mean(v)):.3f}" for k, v in pending.items()) + "\n")
-                    loss_log.flush()
-                    pending = {}
-                bar.update(1, " ".join(f"{k} {v:.3f}" for k, v in losses.items()))
-                if steps % o.sample_every == 0:
-                    snapshot(epoch)
-                if time.monotonic() - last_save > SAVE_EVERY_S:
-                    _save_nets(model, run_dir, "latest")
-                    _save_state(model, run_dir, epoch - 1, steps, images, time.monotonic() - started, history,
-                                history_iters)
-                    last_save = time.monotonic()
-                if signals.received:
-                    stopped = "signal"
-                elif o.max_iters and steps >= o.max_iters:
-                    stopped = "max_iters"
-                elif deadline is not None and time.monotonic() + step_wall > deadline:
-                    stopped = "budget"
-                if stopped:
-                    break
-            finished = not stopped or (stopped == "max_iters" and len(epoch_losses) > 0
-                                       and steps % per_epoch == 0 and steps // per_epoch == epoch)
-            epochs_done = epoch if finished else epoch - 1
-            if not epoch_losses:  # stopped before this epoch's first step: nothing new to save
-                epoch -= 1
+    while epoch < o.total_epochs:  # not a range: a re-plan may move the end
+        epoch += 1
+        factor = lr_factor(epoch, o)
+        for opt in model.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = o.lr * factor
+        rng = np.random.default_rng([o.seed, epoch])
+        order = rng.permutation(n)
+        b_order = rng.permutation(len(train_b)) if o.mode == "cyclegan" else order
+        epoch_losses = {}
+        last_step_end = time.monotonic()  # the epoch's end (scores, saves) is not a step
+        for count, a, b in _batches(o, train_a, train_b, order, b_order, rng, device):
+            if signals.received:
+                stopped = "signal"
                 break
-            _save_nets(model, run_dir, "latest")
-            if finished and ((o.save_epoch_freq and epoch % o.save_epoch_freq == 0) or epoch == pick_n):
-                _save_nets(model, run_dir, str(epoch))
-            _save_state(model, run_dir, epochs_done, steps, images, time.monotonic() - started, history,
-                        history_iters)
-            last_save = time.monotonic()
-            end_epoch(epoch, partial=not finished)
+            losses = model.step(a, b)
+            now = time.monotonic()
+            # Wall time per step (batch making included), smoothed: what the deadline check needs.
+            step_wall = now - last_step_end if step_wall <= 0 else 0.9 * step_wall + 0.1 * (now - last_step_end)
+            last_step_end = now
+            session_steps += 1
+            steps += 1
+            images += count
+            for name, value in losses.items():
+                pending.setdefault(name, []).append(value)
+                epoch_losses.setdefault(name, []).append(value)
+            if steps % log_every == 0:
+                for name, values in pending.items():
+                    history.setdefault(name, []).append(float(np.mean(values)))
+                history_iters.append(steps)
+                elapsed = time.monotonic() - started
+                loss_log.write(f"(epoch: {epoch}, iters: {steps}, time: {elapsed / max(steps, 1):.3f}, "
+                               f"lr: {o.lr * factor:.7f}) "
+                               + " ".join(f"{k}: {float(np.mean(v)):.3f}" for k, v in pending.items()) + "\n")
+                loss_log.flush()
+                pending = {}
+            bar.update(1, " ".join(f"{k} {v:.3f}" for k, v in losses.items()))
+            if steps % o.sample_every == 0:
+                snapshot(epoch)
+            if time.monotonic() - last_save > SAVE_EVERY_S:
+                _save_nets(model, run_dir, "latest")
+                _save_state(model, run_dir, epoch - 1, steps, images, time.monotonic() - started, history,
+                            history_iters)
+                last_save = time.monotonic()
+            if signals.received:
+                stopped = "signal"
+            elif o.max_iters and steps >= o.max_iters:
+                stopped = "max_iters"
+            elif deadline is not None and time.monotonic() + step_wall > deadline:
+                stopped = "budget"
             if stopped:
                 break
-            session_epochs += 1
-            if plan is not None and not plan.max_iters and deadline is not None and epoch < o.total_epochs:
-                now = time.monotonic()
-                before = o.total_epochs
-                o = _replan(o, epoch, (now - loop_began) / session_epochs, deadline - now)
-                if o.total_epochs != before:
-                    log.info("re-planned at the measured %.2f s per epoch: %d epochs (%d + %d decaying)",
-                             (now - loop_began) / session_epochs, o.total_epochs, o.n_epochs, o.n_epochs_decay)
-                    bar.total = min(o.total_epochs * per_epoch, o.max_iters or o.total_epochs * per_epoch)
-                    (run_dir / "options.json").write_text(json.dumps(as_json(o), indent=2) + "\n")
+        finished = not stopped or (stopped == "max_iters" and len(epoch_losses) > 0
+                                   and steps % per_epoch == 0 and steps // per_epoch == epoch)
+        epochs_done = epoch if finished else epoch - 1
+        if not epoch_losses:  # stopped before this epoch's first step: nothing new to save
+            epoch -= 1
+            break
+        _save_nets(model, run_dir, "latest")
+        if finished and ((o.save_epoch_freq and epoch % o.save_epoch_freq == 0) or epoch == pick_n):
+            _save_nets(model, run_dir, str(epoch))
+        _save_state(model, run_dir, epochs_done, steps, images, time.monotonic() - started, history,
+                    history_iters)
+        last_save = time.monotonic()
+        end_epoch(epoch, partial=not finished)
+        if stopped:
+            break
+        session_epochs += 1
+        if plan is not None and not plan.max_iters and deadline is not None and epoch < o.total_epochs:
+            now = time.monotonic()
+            before = o.total_epochs
+            o = _replan(o, epoch, (now - loop_began) / session_epochs, deadline - now)
+            if o.total_epochs != before:
+                log.info("re-planned at the measured %.2f s per epoch: %d epochs (%d + %d decaying)",
+                         (now - loop_began) / session_epochs, o.total_epochs, o.n_epochs, o.n_epochs_decay)
+                bar.total = min(o.total_epochs * per_epoch, o.max_iters or o.total_epochs * per_epoch)
+                (run_dir / "options.json").write_text(json.dumps(as_json(o), indent=2) + "\n")
     bar.close()
     loss_log.close()
     seconds = time.monotonic() - started
