@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +254,13 @@ def test_registration_never_replaces_another_model(tiny_set: Path, tmp_path: Pat
     cards.write_card(cards.ModelCard(name="me", weights=other.weights), tmp_path / "user" / "me")  # imported, say
     line = register_model(tmp_path / "elsewhere" / "me")
     assert "--models-dir" in line and "registered" not in cards.load_card(tmp_path / "user" / "me").extra
+    # Nor is a name the checkout ships (serve would find the shipped one first).
+    mine = cards.load_card(tmp_path / "elsewhere" / "me")
+    (tmp_path / "other" / "puppet").mkdir(parents=True)
+    (tmp_path / "other" / "puppet" / "latest_net_G.pth").write_bytes(mine.weights_path().read_bytes())
+    cards.write_card(replace(mine, name="puppet"), tmp_path / "other" / "puppet")
+    line = register_model(tmp_path / "other" / "puppet")
+    assert "ships a model called 'puppet'" in line and not (tmp_path / "user" / "puppet").exists()
 
 
 # -- models import of a run's epochs -----------------------------------------------------------------
@@ -278,3 +286,26 @@ def test_import_of_a_runs_epoch_keeps_the_runs_card(tiny_set: Path, tmp_path: Pa
         assert card.extra["dataset"]["keypoint_layout"] == "mediapipe33n"
         assert f"epoch {epoch} of a pose2person train run" in card.provenance.notes
     assert main(["models", "import", str(run), "--epoch", "../x", "--dest", str(tmp_path / "models")]) != 0
+
+
+def test_the_printed_continue_command_resumes_the_same_run(
+        interrupted: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    import shlex
+
+    work, done = interrupted
+    run = work / "checkpoints" / "me"
+    before = torch.load(run / "train_state.pt", weights_only=True)
+    planned = json.loads((run / "options.json").read_text())
+    line = next(s for s in done.stdout.splitlines() if s.startswith("continue with: "))
+    cmd = shlex.split(line.removeprefix("continue with: pose2person "))
+    env = {**os.environ, "POSE2PERSON_MODELS": str(work / "user_models"), "PYTHONPATH": str(REPO)}
+    again = subprocess.run([sys.executable, "-m", "bridge", *cmd, "--max-iters", str(before["steps"] + 2)], cwd=work,
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr and "stopped at --max-iters" in again.stdout
+    after = torch.load(run / "train_state.pt", weights_only=True)
+    assert after["steps"] == before["steps"] + 2
+    resumed = json.loads((run / "options.json").read_text())
+    # The network and the planned schedule are the run's own, not planned afresh.
+    assert {k: resumed[k] for k in ("net_g", "ngf", "norm", "crop_size", "batch_size", "n_epochs", "n_epochs_decay")} \
+        == {k: planned[k] for k in ("net_g", "ngf", "norm", "crop_size", "batch_size", "n_epochs", "n_epochs_decay")}

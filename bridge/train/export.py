@@ -6,7 +6,9 @@ checkout's ``models/`` and the user models dir (``$POSE2PERSON_MODELS`` or
 some other working directory) is *registered*: a card of the same name is written in the user
 models dir, pointing at the weights by absolute path, with a ``[registered] folder`` table saying
 where the model lives. A registration is replaced by the next one of the same name; a card of
-that name that is not a registration (an imported model) is never overwritten.
+that name that is not a registration (an imported model) is never overwritten, and a name the
+checkout's ``models/`` already uses (which ``serve`` would find first) is not registered either:
+the line returned then gives the ``--models-dir`` flag to serve it with.
 """
 
 from __future__ import annotations
@@ -75,6 +77,14 @@ def register_model(model_dir: Path) -> str:
     card = cards.load_card(model_dir)
     if _searched(model_dir):
         return f"serve it with: pose2person serve --model {card.name}"
+    try:
+        shipped = cards.find_card(card.name, [cards.shipped_models_dir()])
+    except cards.ModelLoadError:  # an unreadable card of that name: serve would fail on it first
+        shipped = card
+    if shipped is not None:  # serve searches the checkout's models/ first: a registration would be hidden
+        log.warning("not registering %s: the checkout ships a model called %r", model_dir, card.name)
+        return (f"the checkout ships a model called {card.name!r}; serve this one with: "
+                f"pose2person serve --model {card.name} --models-dir {model_dir.parent}")
     home = cards.user_models_dir() / card.name
     if (home / cards.CARD_FILE).is_file():
         try:

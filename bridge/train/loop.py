@@ -306,9 +306,12 @@ def _train(o: TrainOptions, signals: _StopSignals) -> TrainResult:
             if not is_given(o, "save_epoch_freq"):  # about ten kept epoch checkpoints, not hundreds
                 o = replace(o, save_epoch_freq=max(o.save_epoch_freq, math.ceil(plan.epochs / 10)))
             eta = plan.eta_s
-        else:
+        else:  # the schedule is given (or, resuming, the run's own): what is left of it
+            before = torch.load(run_dir / STATE_FILE, map_location="cpu", weights_only=True) if resuming else {}
+            left_epochs = max(0, o.total_epochs - int(before.get("epochs_done", 0)))
+            left_iters = max(1, o.max_iters - int(before.get("steps", 0))) if o.max_iters else 0
             eta = eta_of(images=n, batch=o.batch_size, step_s=step_s, epoch_overhead_s=overhead_s,
-                         epochs=o.total_epochs, max_iters=o.max_iters)
+                         epochs=left_epochs, max_iters=left_iters)
         deadline: float | None = began + budget_s - reserve_s
         ends = time.strftime("%H:%M", time.localtime(time.time() + eta))
         steps_planned = min(o.total_epochs * per_epoch, o.max_iters or o.total_epochs * per_epoch)
