@@ -8,8 +8,10 @@ dataset's (``summary.json`` settings: :mod:`bridge.train.settings`); the ones gi
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -146,11 +148,23 @@ def _continue_command(command: str) -> str:
     return command if " --continue" in command else command + " --continue"
 
 
+def _process_age_s() -> float:
+    """Seconds since this process started (Linux ``/proc``; 0 elsewhere): the budget counts from the
+    command's start, so starting Python and importing torch are inside it."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def run(args: argparse.Namespace) -> int:
+    began = time.monotonic() - _process_age_s()
     from ..train.loop import train  # torch: loaded only when this command runs
 
     o = options_from_args(args)
-    result = train(o)
+    result = train(o, began=began)
     what = {"signal": "stopped (Ctrl-C)", "budget": "stopped at the time budget",
             "max_iters": "stopped at --max-iters"}.get(result.stopped, "done")
     print(f"{what}: {result.steps} steps, {result.images} images in {result.seconds:.0f} s "

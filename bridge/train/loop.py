@@ -253,15 +253,15 @@ def _clock(seconds: float) -> str:
     return f"{h} h {m:02d} min" if h else (f"{m} min {s:02d} s" if m else f"{s} s")
 
 
-def train(o: TrainOptions) -> TrainResult:
-    """Run (or resume) the training described by ``o``; returns what was done. From here on (data
-    loading and warm-up included) SIGINT/SIGTERM stop the run cleanly (:class:`_StopSignals`)."""
+def train(o: TrainOptions, began: float | None = None) -> TrainResult:
+    """Run (or resume) the training described by ``o``; returns what was done. The time budget
+    counts from ``began`` (a ``time.monotonic()`` value; default now). From here on (data loading
+    and warm-up included) SIGINT/SIGTERM stop the run cleanly (:class:`_StopSignals`)."""
     with _StopSignals() as signals:
-        return _train(o, signals)
+        return _train(o, signals, time.monotonic() if began is None else began)
 
 
-def _train(o: TrainOptions, signals: _StopSignals) -> TrainResult:
-    began = time.monotonic()
+def _train(o: TrainOptions, signals: _StopSignals, began: float) -> TrainResult:
     device = pick_device(o.device)
     if o.threads > 0:
         torch.set_num_threads(o.threads)
@@ -298,7 +298,7 @@ def _train(o: TrainOptions, signals: _StopSignals) -> TrainResult:
     step_s, overhead_s = 0.0, 0.0
     if budget_s:
         step_s, overhead_s = _measure(o, device, train_a, train_b, held, run_dir)
-        reserve_s = 2 * overhead_s + 1.0  # the final save, scores and export
+        reserve_s = 2 * overhead_s + 2.0  # the final save, scores and export, with a margin for a busy machine
         if not any(is_given(o, f) for f in SCHEDULE_FLAGS):
             plan = plan_schedule(images=n, batch=o.batch_size, step_s=step_s, epoch_overhead_s=overhead_s,
                                  budget_s=budget_s, spent_s=time.monotonic() - began, reserve_s=reserve_s)
@@ -401,6 +401,7 @@ def _train(o: TrainOptions, signals: _StopSignals) -> TrainResult:
         order = rng.permutation(n)
         b_order = rng.permutation(len(train_b)) if o.mode == "cyclegan" else order
         epoch_losses = {}
+        epoch_steps = 0
         last_step_end = time.monotonic()  # the epoch's end (scores, saves) is not a step
         for count, a, b in _batches(o, train_a, train_b, order, b_order, rng, device):
             if signals.received:
@@ -412,6 +413,7 @@ def _train(o: TrainOptions, signals: _StopSignals) -> TrainResult:
             step_wall = now - last_step_end if step_wall <= 0 else 0.9 * step_wall + 0.1 * (now - last_step_end)
             last_step_end = now
             session_steps += 1
+            epoch_steps += 1
             steps += 1
             images += count
             for name, value in losses.items():
@@ -443,8 +445,7 @@ def _train(o: TrainOptions, signals: _StopSignals) -> TrainResult:
                 stopped = "budget"
             if stopped:
                 break
-        finished = not stopped or (stopped == "max_iters" and len(epoch_losses) > 0
-                                   and steps % per_epoch == 0 and steps // per_epoch == epoch)
+        finished = epoch_steps == per_epoch  # however it stopped, after its last step an epoch is whole
         epochs_done = epoch if finished else epoch - 1
         if not epoch_losses:  # stopped before this epoch's first step: nothing new to save
             epoch -= 1
