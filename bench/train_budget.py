@@ -68,6 +68,7 @@ def main() -> int:
     t_train, done = _run(py + ["train", str(data), "--name", "bench", "--checkpoints-dir", str(work / "ck"),
                                "--minutes", f"{args.minutes:g}", "--threads", str(args.threads),
                                "--model-dir", str(work / "models" / "bench"), "--no-progress"], env)
+    (work / "train.log").write_text(done.stderr + done.stdout)
     plan = re.search(r"plan: (.*)", done.stderr)
     final = re.search(r"trained (\d+) steps \((\d+) images\) in (\d+) s: ([\d.]+) images/s", done.stderr)
     replans = len(re.findall(r"re-planned", done.stderr))

@@ -321,7 +321,8 @@ def _train(o: TrainOptions, signals: _StopSignals, began: float) -> TrainResult:
                  f"{o.total_epochs} epochs ({o.n_epochs} + {o.n_epochs_decay} decaying)" if not o.max_iters
                  else f"{o.max_iters} iterations", steps_planned, n, step_s, o.batch_size / step_s, hw.describe(),
                  _clock(eta), ends, _clock(budget_s),
-                 "" if eta <= budget_s else ": the budget will stop it early (flags fix the schedule)")
+                 "" if eta + time.monotonic() - began <= budget_s else
+                 ": the budget will stop it early (flags fix the schedule)")
         if plan is not None and plan.note:
             log.warning("plan: %s", plan.note)
     else:
@@ -363,10 +364,10 @@ def _train(o: TrainOptions, signals: _StopSignals, began: float) -> TrainResult:
         else -math.inf
     pick_n = pick_epoch(o.pick)
 
-    def snapshot(epoch: int, caption_extra: str = "") -> None:
+    def snapshot(epoch: int) -> None:
         """The latest grid and the loss plot (rewritten; the kept per-epoch grids are in end_epoch)."""
         _, outs = held.evaluate(_generate_fn(model, device))
-        held.grid(outs, run_dir / "samples.png", f"{o.name}  epoch {epoch}  step {steps}{caption_extra}")
+        held.grid(outs, run_dir / "samples.png", f"{o.name}  epoch {epoch}  step {steps}")
         loss_plot(history, history_iters, run_dir / "loss.png", title=f"{o.name} losses (step {steps})")
 
     def end_epoch(epoch: int, partial: bool) -> None:
