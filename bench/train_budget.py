@@ -50,6 +50,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-count", type=int, default=64)
     parser.add_argument("--work", type=Path, default=None, help="keep the files here (default: a temp dir)")
+    parser.add_argument("--data", type=Path, default=None, help="train on this existing synth dataset instead of "
+                        "making one (the dataset row then says so)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="train_budget_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -58,12 +60,14 @@ def main() -> int:
     load_before = os.getloadavg()
     rows: list[tuple[str, str, str]] = []
 
-    data = work / "data"
-    t_data, _ = _run(py + ["synth", "--out", str(data), "--count", str(args.count), "--seed", "11", "--size", "256",
-                           "--test-fraction", "0.1", "--no-progress"], env)
+    data = args.data or work / "data"
+    t_data = 0.0
+    if args.data is None:
+        t_data, _ = _run(py + ["synth", "--out", str(data), "--count", str(args.count), "--seed", "11", "--size",
+                               "256", "--test-fraction", "0.1", "--no-progress"], env)
     kept = {split: len(list((data / split).iterdir())) for split in ("train", "test")}
-    rows.append(("dataset", f"{t_data:.0f} s", f"synth {args.count} frames: {kept['train']} train + "
-                                               f"{kept['test']} test pairs, 256 px"))
+    rows.append(("dataset", f"{t_data:.0f} s" if args.data is None else "(reused)",
+                 f"synth: {kept['train']} train + {kept['test']} test pairs, 256 px"))
 
     t_train, done = _run(py + ["train", str(data), "--name", "bench", "--checkpoints-dir", str(work / "ck"),
                                "--minutes", f"{args.minutes:g}", "--threads", str(args.threads),

@@ -56,16 +56,17 @@ def test_recipe_follows_the_hardware_and_given_flags_win() -> None:
         choose_recipe(Hardware("cpu"), "pix2pix", "huge")
 
 
-def test_plan_fits_whole_epochs_in_the_budget_or_an_iteration_limit() -> None:
+def test_plan_fits_whole_epochs_in_the_budget_or_runs_to_the_deadline() -> None:
     # 100 images, batch 4: 25 steps of 0.3 s + 1 s of scores and saves = 8.5 s per epoch.
     plan = plan_schedule(images=100, batch=4, step_s=0.3, epoch_overhead_s=1.0, budget_s=1800, spent_s=10,
                          reserve_s=3)
     assert plan.epochs == 210 and (plan.n_epochs, plan.n_epochs_decay, plan.max_iters) == (105, 105, 0)
     assert plan.steps == 210 * 25 and plan.eta_s <= 1800 - 10 - 3
-    # A budget shorter than one epoch of 3000 images: as many steps as fit.
+    # A budget shorter than one epoch of 3000 images: about as many steps as fit, ended by the deadline.
     short = plan_schedule(images=3000, batch=4, step_s=0.3, epoch_overhead_s=1.0, budget_s=60, spent_s=5,
                           reserve_s=3)
-    assert (short.n_epochs, short.n_epochs_decay) == (1, 0) and short.max_iters == int((60 - 5 - 3 - 1) // 0.3)
+    assert (short.n_epochs, short.n_epochs_decay, short.max_iters) == (1, 0, 0)  # the deadline ends it
+    assert short.steps == int((60 - 5 - 3 - 1) // 0.3)
     assert short.eta_s <= 60 - 5 - 3 and "--minutes" in short.note
 
 

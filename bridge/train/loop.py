@@ -318,8 +318,9 @@ def _train(o: TrainOptions, signals: _StopSignals, began: float) -> TrainResult:
         log.info("plan: %s %s (ngf %d, %s norm), %d px, batch %d, %s = %d steps of %d training images; "
                  "measured %.2f s/step (%.1f images/s) on %s; ETA %s (about %s), budget %s%s",
                  o.mode, o.net_g, o.ngf, o.norm, o.crop_size, o.batch_size,
-                 f"{o.total_epochs} epochs ({o.n_epochs} + {o.n_epochs_decay} decaying)" if not o.max_iters
-                 else f"{o.max_iters} iterations", steps_planned, n, step_s, o.batch_size / step_s, hw.describe(),
+                 "part of 1 epoch (until the deadline)" if plan is not None and plan.steps < per_epoch
+                 else f"{o.total_epochs} epochs ({o.n_epochs} + {o.n_epochs_decay} decaying)" if not o.max_iters
+                 else f"{o.max_iters} iterations", plan.steps if plan is not None else steps_planned, n, step_s, o.batch_size / step_s, hw.describe(),
                  _clock(eta), ends, _clock(budget_s),
                  "" if eta + time.monotonic() - began <= budget_s else
                  ": the budget will stop it early (flags fix the schedule)")
@@ -461,7 +462,7 @@ def _train(o: TrainOptions, signals: _StopSignals, began: float) -> TrainResult:
         if stopped:
             break
         session_epochs += 1
-        if plan is not None and not plan.max_iters and deadline is not None and epoch < o.total_epochs:
+        if plan is not None and deadline is not None and epoch < o.total_epochs:
             now = time.monotonic()
             before = o.total_epochs
             o = _replan(o, epoch, (now - loop_began) / session_epochs, deadline - now)

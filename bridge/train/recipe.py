@@ -11,8 +11,8 @@ Recipes (flags the user gave always win; ``--recipe`` picks one by hand):
 
 Schedule: after a few warm-up steps give the seconds per step, the budget left after loading and
 a reserve for the final save and export is split into whole epochs, half at the full learning rate
-and half decaying (the reference ``linear`` policy); a budget shorter than one epoch becomes an
-iteration limit. The loop also stops at the budget's deadline, whatever the plan said.
+and half decaying (the reference ``linear`` policy); a budget shorter than one epoch runs until the
+deadline. The loop also stops at the budget's deadline, whatever the plan said.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def apply_recipe(values: Mapping[str, Any], given: frozenset[str] | set[str], re
 
 @dataclass(frozen=True)
 class Plan:
-    """A schedule: ``n_epochs`` + ``n_epochs_decay`` epochs, or ``max_iters`` steps of the first."""
+    """A schedule: ``n_epochs`` + ``n_epochs_decay`` epochs (``max_iters`` 0: the deadline ends a
+    plan of less than one epoch), expected to take ``steps`` steps and ``eta_s`` seconds."""
 
     n_epochs: int
     n_epochs_decay: int
@@ -89,9 +90,12 @@ def plan_schedule(*, images: int, batch: int, step_s: float, epoch_overhead_s: f
     if epochs >= 1:
         n_epochs = math.ceil(epochs / 2)
         return Plan(n_epochs, epochs - n_epochs, 0, epochs * per_epoch, epochs * epoch_s)
+    # Less than an epoch: no iteration limit, the deadline ends it (a measure taken on a busy machine
+    # must not leave the rest of the budget unused).
     steps = max(1, min(per_epoch, int((left - epoch_overhead_s) // step_s) if step_s > 0 else 1))
-    return Plan(1, 0, steps, steps, steps * step_s + epoch_overhead_s,
-                note=f"the budget allows {steps} of the {per_epoch} steps of one epoch: give more --minutes")
+    return Plan(1, 0, 0, steps, steps * step_s + epoch_overhead_s,
+                note=f"the budget allows about {steps} of the {per_epoch} steps of one epoch: the deadline will "
+                     "stop it; give more --minutes for a whole epoch")
 
 
 def eta_of(*, images: int, batch: int, step_s: float, epoch_overhead_s: float, epochs: int, max_iters: int) -> float:
