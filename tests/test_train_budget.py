@@ -310,3 +310,11 @@ def test_the_printed_continue_command_resumes_the_same_run(
     # The network and the planned schedule are the run's own, not planned afresh.
     assert {k: resumed[k] for k in ("net_g", "ngf", "norm", "crop_size", "batch_size", "n_epochs", "n_epochs_decay")} \
         == {k: planned[k] for k in ("net_g", "ngf", "norm", "crop_size", "batch_size", "n_epochs", "n_epochs_decay")}
+
+
+def test_score_every_keeps_fewer_grids_but_always_the_last(tiny_set: Path, tmp_path: Path) -> None:
+    o = TrainOptions(dataroot=tiny_set, name="s", checkpoints_dir=tmp_path, n_epochs=3, n_epochs_decay=2,
+                     save_epoch_freq=0, score_every=2, **TINY)  # type: ignore[arg-type]
+    run = train(o).run_dir
+    assert [r["epoch"] for r in read_scores(run)] == [2, 4, 5]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_002.png", "epoch_004.png", "epoch_005.png"]

@@ -23,7 +23,7 @@ from .options import add_log_level
 
 #: Flags whose absence lets the recipe or the dataset decide (argparse default None).
 OPTIONAL = ("net_g", "ngf", "ndf", "norm", "dropout", "load_size", "crop_size", "batch_size", "n_epochs",
-            "n_epochs_decay", "max_iters", "save_epoch_freq", "pose_source", "pose_style", "framing", "pad_color")
+            "n_epochs_decay", "max_iters", "save_epoch_freq", "score_every", "pose_source", "pose_style", "framing", "pad_color")
 
 
 def add_parser(sub: Any) -> None:
@@ -83,7 +83,10 @@ def add_parser(sub: Any) -> None:
     train.add_argument("--save-epoch-freq", type=int, default=None, help="keep <epoch>_net_*.pth every N epochs "
                        "(default 5; with planned epochs, often enough for about ten)")
     train.add_argument("--sample-every", type=int, default=200, help="rewrite samples.png and loss.png every N "
-                       "iterations (samples/epoch_NNN.png and scores.jsonl are written at every epoch's end)")
+                       "iterations (samples/epoch_NNN.png and scores.jsonl are kept at each scored epoch: --score-every)")
+    train.add_argument("--score-every", type=int, default=None, help="held-out scores and a kept sample grid every "
+                       "N epochs (default 1; with planned epochs, often enough for about a hundred), and always at "
+                       "the last epoch, the --pick epoch and a stop")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     train.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     train.add_argument("--seed", type=int, default=0)

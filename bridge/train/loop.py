@@ -62,7 +62,7 @@ WARMUP_STEPS = 3  # timed after one untimed step (the first allocates)
 #: match its checkpoints, and the learning-rate schedule must not change halfway).
 KEPT_ON_RESUME = ("net_g", "ngf", "ndf", "n_layers_d", "norm", "dropout", "load_size", "crop_size", "batch_size",
                   "n_epochs", "n_epochs_decay", "max_iters", "pose_source", "pose_style", "framing", "pad_color",
-                  "keypoint_layout", "lr", "gan_mode", "pool_size")
+                  "keypoint_layout", "lr", "gan_mode", "pool_size", "save_epoch_freq", "score_every")
 
 
 @dataclass
@@ -305,6 +305,8 @@ def _train(o: TrainOptions, signals: _StopSignals, began: float) -> TrainResult:
             o = replace(o, n_epochs=plan.n_epochs, n_epochs_decay=plan.n_epochs_decay, max_iters=plan.max_iters)
             if not is_given(o, "save_epoch_freq"):  # about ten kept epoch checkpoints, not hundreds
                 o = replace(o, save_epoch_freq=max(o.save_epoch_freq, math.ceil(plan.epochs / 10)))
+            if not is_given(o, "score_every"):  # at most about a hundred scores and grids (tiny datasets)
+                o = replace(o, score_every=max(o.score_every, math.ceil(plan.epochs / 100)))
             eta = plan.eta_s
         else:  # the schedule is given (or, resuming, the run's own): what is left of it
             before = torch.load(run_dir / STATE_FILE, map_location="cpu", weights_only=True) if resuming else {}
@@ -392,7 +394,7 @@ def _train(o: TrainOptions, signals: _StopSignals, began: float) -> TrainResult:
 
     stopped = ""
     epoch = epochs_done
-    session_epochs, loop_began = 0, time.monotonic()
+    session_epochs, loop_began, logged_total = 0, time.monotonic(), o.total_epochs
     while epoch < o.total_epochs:  # not a range: a re-plan may move the end
         epoch += 1
         factor = lr_factor(epoch, o)
@@ -458,17 +460,23 @@ def _train(o: TrainOptions, signals: _StopSignals, began: float) -> TrainResult:
         _save_state(model, run_dir, epochs_done, steps, images, time.monotonic() - started, history,
                     history_iters)
         last_save = time.monotonic()
-        end_epoch(epoch, partial=not finished)
+        if (not finished or epoch % max(1, o.score_every) == 0 or epoch == o.total_epochs or epoch == pick_n
+                or signals.received):
+            end_epoch(epoch, partial=not finished)
         if stopped:
             break
         session_epochs += 1
-        if plan is not None and deadline is not None and epoch < o.total_epochs:
+        if plan is not None and deadline is not None and epoch < o.total_epochs and not signals.received:
             now = time.monotonic()
             before = o.total_epochs
             o = _replan(o, epoch, (now - loop_began) / session_epochs, deadline - now)
             if o.total_epochs != before:
-                log.info("re-planned at the measured %.2f s per epoch: %d epochs (%d + %d decaying)",
-                         (now - loop_began) / session_epochs, o.total_epochs, o.n_epochs, o.n_epochs_decay)
+                # Logged when it moved by a tenth since the last line (it moves a little every epoch).
+                big = abs(o.total_epochs - logged_total) >= max(1, logged_total // 10)
+                log.log(logging.INFO if big else logging.DEBUG,
+                        "re-planned at the measured %.2f s per epoch: %d epochs (%d + %d decaying)",
+                        (now - loop_began) / session_epochs, o.total_epochs, o.n_epochs, o.n_epochs_decay)
+                logged_total = o.total_epochs if big else logged_total
                 bar.total = min(o.total_epochs * per_epoch, o.max_iters or o.total_epochs * per_epoch)
                 (run_dir / "options.json").write_text(json.dumps(as_json(o), indent=2) + "\n")
     bar.close()

@@ -59,6 +59,7 @@ class TrainOptions:
     #: The option names the user set; None (the Python API) means every field is as the caller wants,
     #: so neither the recipe nor the dataset's settings change any of them.
     given: frozenset[str] | None = None
+    score_every: int = 1  # held-out scores and a kept grid every N epochs (and at the last, the picked, a stop)
     pick: str = "last"  # the epoch the card is made from: last, best (held-out PSNR) or a number
 
     @property
