@@ -70,6 +70,20 @@ def test_plan_fits_whole_epochs_in_the_budget_or_runs_to_the_deadline() -> None:
     assert short.eta_s <= 60 - 5 - 3 and "--minutes" in short.note
 
 
+def test_replan_fits_the_time_left_and_never_raises_a_decayed_rate() -> None:
+    from bridge.train.loop import _replan
+
+    o = TrainOptions(dataroot=Path("."), name="r", n_epochs=1, n_epochs_decay=0)  # planned: part of one epoch
+    grown = _replan(o, 1, epoch_s=60, left_s=600)  # the epoch took a minute, ten are left
+    assert (grown.n_epochs, grown.n_epochs_decay) == (6, 5)
+    slower = _replan(grown, 3, epoch_s=120, left_s=240)  # still constant: 3 + 2 epochs
+    assert (slower.n_epochs, slower.n_epochs_decay) == (3, 2)
+    decaying = _replan(TrainOptions(dataroot=Path("."), name="r", n_epochs=4, n_epochs_decay=4), 6, 60, 600)
+    assert (decaying.n_epochs, decaying.n_epochs_decay) == (4, 4)  # decaying: never longer
+    shorter = _replan(TrainOptions(dataroot=Path("."), name="r", n_epochs=4, n_epochs_decay=4), 6, 60, 60)
+    assert (shorter.n_epochs, shorter.n_epochs_decay) == (4, 3)
+
+
 def test_flags_decide_the_budget() -> None:
     parser = build_parser()
     default = options_from_args(parser.parse_args(["train", "d", "--name", "x"]))

@@ -234,12 +234,12 @@ def _measure(o: TrainOptions, device: torch.device, train_a: np.ndarray, train_b
 
 def _replan(o: TrainOptions, epoch: int, epoch_s: float, left_s: float) -> TrainOptions:
     """Fit the schedule to the time actually left after ``epoch``, at ``epoch_s`` per epoch: while
-    the learning rate is constant, as many epochs as fit, half of them decaying; once it decays,
-    only fewer (a shorter decay, so the rate never rises again)."""
+    the learning rate has not decayed, as many epochs as fit (more or fewer), half of them decaying;
+    once it decays, only fewer (a shorter decay, so the rate never rises again)."""
     if epoch_s <= 0:
         return o
     total = epoch + max(0, int(left_s // epoch_s))
-    if epoch < o.n_epochs:
+    if epoch < o.n_epochs or o.n_epochs_decay == 0:  # the rate has not decayed yet: grow or shrink
         n_epochs = max(epoch, math.ceil(total / 2))
         return replace(o, n_epochs=n_epochs, n_epochs_decay=max(0, total - n_epochs))
     if total < o.total_epochs:
@@ -466,7 +466,9 @@ def _train(o: TrainOptions, signals: _StopSignals, began: float) -> TrainResult:
         if stopped:
             break
         session_epochs += 1
-        if plan is not None and deadline is not None and epoch < o.total_epochs and not signals.received:
+        # A plan may grow while the rate has not decayed (one planned epoch that went faster than measured).
+        if plan is not None and deadline is not None and not signals.received and (
+                epoch < o.total_epochs or o.n_epochs_decay == 0):
             now = time.monotonic()
             before = o.total_epochs
             o = _replan(o, epoch, (now - loop_began) / session_epochs, deadline - now)
