@@ -298,7 +298,7 @@ def _train(o: TrainOptions, signals: _StopSignals, began: float) -> TrainResult:
     step_s, overhead_s = 0.0, 0.0
     if budget_s:
         step_s, overhead_s = _measure(o, device, train_a, train_b, held, run_dir)
-        reserve_s = 2 * overhead_s + 2.0  # the final save, scores and export, with a margin for a busy machine
+        reserve_s = 3 * overhead_s + 3.0  # the final save, scores and export, with a margin for a busy machine
         if not any(is_given(o, f) for f in SCHEDULE_FLAGS):
             plan = plan_schedule(images=n, batch=o.batch_size, step_s=step_s, epoch_overhead_s=overhead_s,
                                  budget_s=budget_s, spent_s=time.monotonic() - began, reserve_s=reserve_s)
