@@ -30,7 +30,7 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_pix2pix_cli_run_learns_and_writes_the_reference_layout(tiny_set: Path, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "bridge", "train", str(tiny_set), "--name", "tiny", "--checkpoints-dir",
-           str(tmp_path), "--net-g", "resnet_6blocks", "--ngf", "8", "--ndf", "8", "--crop-size", "64",
+           str(tmp_path), "--recipe", "reference", "--net-g", "resnet_6blocks", "--ngf", "8", "--ndf", "8", "--crop-size", "64",
            "--n-epochs", "4", "--n-epochs-decay", "1", "--save-epoch-freq", "2", "--sample-every", "8",
            "--lr", "0.001", "--batch-size", "2", "--threads", "2", "--model-dir", str(tmp_path / "model"),
            "--no-progress"]

@@ -32,7 +32,8 @@ def add_parser(sub: Any) -> None:
     imp.add_argument("--name", default=None, help="model name (default: the folder's name)")
     imp.add_argument("--generator", choices=["auto", "G", "G_A", "G_B"], default="auto",
                      help="which generator: G (pix2pix), G_A (CycleGAN A->B, default), G_B")
-    imp.add_argument("--epoch", default="latest", help="checkpoint epoch prefix (default latest)")
+    imp.add_argument("--epoch", default="latest", help="which checkpoint: latest (default), best (a pose2person "
+                     "train run's best held-out PSNR, see its scores.jsonl) or an epoch number (<N>_net_G.pth)")
     imp.add_argument("--dest", default=None, metavar="DIR", help="models directory to write to "
                      "(default $POSE2PERSON_MODELS or ~/.local/share/pose2person/models)")
     imp.add_argument("--pose-source", choices=("auto", *POSE_CHOICES), default="auto",
@@ -142,6 +143,8 @@ def _import(args: argparse.Namespace) -> int:
     source = Path(args.source).expanduser()
     if not source.is_dir():
         raise ModelLoadError(f"{source} is not a folder")
+    if not (args.epoch in ("latest", "best") or args.epoch.isdigit()):
+        raise ModelLoadError(f"--epoch must be latest, best or an epoch number, not {args.epoch!r}")
     pick_generator(source, args.generator, args.epoch)  # no weights: say so before asking anything
     pose = resolve_pose_settings(source, pose_source=args.pose_source, pose_style=args.pose_style,
                                  framing=args.framing, pad_color=pad,  # type: ignore[arg-type]

@@ -6,7 +6,9 @@ The card's pose source (what the generator was trained on) is never silently ``i
 ``pose_source="auto"`` (:func:`resolve_pose_settings`), in this order,
 
 1. a ``card.toml`` in the folder (``pose2person train`` writes one beside its checkpoints) gives
-   pose source, pose style, framing and pad colour, for every ``--epoch``;
+   pose source, pose style, framing and pad colour, for every ``--epoch`` (``best`` is the run's
+   ``best_net_G.pth``: the best held-out PSNR); a card ``pose2person train`` wrote also gives the
+   rest of its input contract (sizes) and its ``[dataset]`` table;
 2. else ``train_opt.txt``'s ``dataroot`` and ``name`` (the folder's name without one), lower-cased,
    ``-`` and spaces read as ``_``: a mention of ``densepose``, ``dp_segm``, ``iuv`` or ``dense``
    means ``densepose`` (pose style ``iuv`` if ``iuv`` is mentioned, else ``dp_segm``); of
@@ -23,7 +25,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..cards import (CARD_FILE, POSE_SOURCES, InputInfo, ModelCard, Provenance, RuntimeInfo, WeightsInfo, load_card,
@@ -86,6 +88,11 @@ def _folder_card(folder: Path) -> ModelCard | None:
     return card if card.kind == "generator" else None
 
 
+def _from_train(card: ModelCard) -> bool:
+    """Whether ``pose2person train`` wrote the card."""
+    return card.provenance.origin == "pose2person train" or card.provenance.command.startswith("pose2person train")
+
+
 def resolve_pose_settings(folder: Path, *, pose_source: str = "auto", pose_style: str | None = None,
                           framing: str | None = None, pad_color: tuple[int, int, int] | None = None,
                           ask: Callable[[str], str] | None = None) -> PoseSettings:
@@ -103,8 +110,7 @@ def resolve_pose_settings(folder: Path, *, pose_source: str = "auto", pose_style
             raise ConfigError(f"pose source must be one of auto, {', '.join(POSE_SOURCES)}, not {pose_source!r}")
         source, reason = pose_source, "as given"
     elif card is not None:
-        trained = card.provenance.origin == "pose2person train" or card.provenance.command.startswith(
-            "pose2person train")
+        trained = _from_train(card)
         source = card.input.pose_source
         reason = f"from the {CARD_FILE} in {folder.name}/" + (" that pose2person train wrote" if trained else "")
     else:
@@ -179,21 +185,30 @@ def import_checkpoint_folder(folder: Path, dest_root: Path, *, name: str | None 
         preprocess = "resize_and_crop"
     model_kind = opts.get("model", "pix2pix" if weights.name.endswith("_net_G.pth") else "cycle_gan")
     bn = spec.norm == "batch"
-    command = f"pose2person models import {folder} --name {name} --pose-source {pose.pose_source}"
+    command = f"pose2person models import {folder} --name {name} --epoch {epoch} --pose-source {pose.pose_source}"
+    inp = InputInfo(pose_source=pose.pose_source, pose_style=pose.pose_style, framing=pose.framing,
+                    pad_color=pose.pad_color, load_size=load, crop_size=crop, preprocess=preprocess,
+                    direction=direction)
+    notes = ("pix2pix BatchNorm generator: served in 'stable' norm mode (frame statistics, dropout off); "
+             "--norm-mode reference reproduces test.py with seeded dropout"
+             if bn else "InstanceNorm generator: identical in train and eval mode")
+    extra: dict[str, object] = {}
+    run_card = _folder_card(folder)
+    if run_card is not None and _from_train(run_card):
+        # Our own run: its card's whole input contract (sizes, aspect, mapping) holds for every
+        # epoch, with the pose settings as resolved above (given ones win); its [dataset] stays.
+        inp = replace(run_card.input, pose_source=pose.pose_source, pose_style=pose.pose_style,
+                      framing=pose.framing, pad_color=pose.pad_color)
+        extra = {k: v for k, v in run_card.extra.items() if k == "dataset"}
+        notes = f"epoch {epoch} of a pose2person train run ({folder}); " + notes
     card = ModelCard(
         name=name, kind="generator",
         description=f"{model_kind} {weights.name} from {folder.name}",
         weights=WeightsInfo(file=weights_file, sha256=sha256_of(weights), size=weights.stat().st_size),
-        architecture=asdict(spec),
-        input=InputInfo(pose_source=pose.pose_source, pose_style=pose.pose_style, framing=pose.framing,
-                        pad_color=pose.pad_color, load_size=load, crop_size=crop, preprocess=preprocess,
-                        direction=direction),
+        architecture=asdict(spec), input=inp,
         runtime=RuntimeInfo(precision="fp32", norm_mode="stable"),
-        provenance=Provenance(origin=str(folder), command=command,
-                              notes=("pix2pix BatchNorm generator: served in 'stable' norm mode (frame statistics, "
-                                     "dropout off); --norm-mode reference reproduces test.py with seeded dropout"
-                                     if bn else "InstanceNorm generator: identical in train and eval mode")),
-        folder=target,
+        provenance=Provenance(origin=str(folder), command=command, notes=notes),
+        extra=extra, folder=target,
     )
     write_card(card, target)
     log.info("imported %s as model %r (%s) into %s", weights.name, name, spec.describe(), target)

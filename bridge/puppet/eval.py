@@ -4,7 +4,8 @@ The held-out set is ``pose2person synth`` samples of a seed that training did no
 (:data:`HELD_OUT_SEED`), rendered at 256 px and brought to the model's size with the reference's
 PIL bicubic squash, exactly as a client's frame would be. The model runs as the generator stage
 runs it (reference pre/post-processing, "stable" norm mode). Baselines: the mean training image
-(what a model that ignores the pose would best output) and a blank white frame.
+(what a model that ignores the pose would best output) and a blank white frame; PSNR and SSIM are
+:mod:`bridge.train.quality`'s, as the per-epoch scores of ``pose2person train`` compute them.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
+from ..train.quality import psnr, ssim
 from .synth import SynthOptions, random_sample
+
+__all__ = ["Quality", "evaluate", "held_out", "psnr", "ssim"]
 
 HELD_OUT_SEED = 1000  # the demo model was trained on seed 1
 RENDER_SIZE = 256
@@ -35,25 +38,6 @@ class Quality:
         return (f"PSNR {self.psnr:.2f} dB, SSIM {self.ssim:.3f} on {self.count} held-out poses "
                 f"(mean training image: {self.mean_image_psnr:.2f} dB / {self.mean_image_ssim:.3f}; "
                 f"white frame: {self.white_psnr:.2f} dB)")
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Wang et al. (2004) SSIM, Gaussian window 11 / sigma 1.5, per RGB channel, averaged."""
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    x, y = a.astype(np.float64), b.astype(np.float64)
-
-    def blur(z: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(z, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
-
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return float(s.mean())
 
 
 def _resize(rgb: np.ndarray, size: int) -> np.ndarray:

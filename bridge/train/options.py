@@ -48,8 +48,19 @@ class TrainOptions:
     pose_source: str = "keypoints"
     pose_style: str = "dp_segm"
     framing: str = "letterbox"
+    pad_color: tuple[int, int, int] = (255, 255, 255)
+    keypoint_layout: str | None = None  # the dataset's keypoint layout, recorded in the card's [dataset]
     progress: bool = True
     command: str = ""
+    #: Time budget in minutes (0: none). With no schedule flag given, the epochs are planned to fit
+    #: it; in any case the run stops, saves and exports at its deadline (see :mod:`.recipe`).
+    minutes: float = 0.0
+    recipe: str = "auto"  # auto (from the hardware), small (128 px, a CPU), reference (256 px)
+    #: The option names the user set; None (the Python API) means every field is as the caller wants,
+    #: so neither the recipe nor the dataset's settings change any of them.
+    given: frozenset[str] | None = None
+    score_every: int = 1  # held-out scores and a kept grid every N epochs (and at the last, the picked, a stop)
+    pick: str = "last"  # the epoch the card is made from: last, best (held-out PSNR) or a number
 
     @property
     def run_dir(self) -> Path:
@@ -98,4 +109,21 @@ def reference_options(o: TrainOptions) -> dict[str, Any]:
 
 
 def as_json(o: TrainOptions) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()}
+    out = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()}
+    out["given"] = None if o.given is None else sorted(o.given)
+    out["pad_color"] = list(o.pad_color)
+    return out
+
+
+def is_given(o: TrainOptions, name: str) -> bool:
+    """Whether the user set option ``name`` (always, for the Python API)."""
+    return o.given is None or name in o.given
+
+
+def pick_epoch(pick: str) -> int | None:
+    """The epoch number of a ``--pick`` value (None for last/best); ValueError for anything else."""
+    if pick in ("last", "best"):
+        return None
+    if pick.isdigit() and int(pick) > 0:
+        return int(pick)
+    raise ValueError(f"--pick must be last, best or an epoch number, not {pick!r}")
