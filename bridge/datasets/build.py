@@ -96,10 +96,9 @@ def square(image: np.ndarray, framing: str, pad: tuple[int, int, int], size: int
     h, w = image.shape[:2]
     if framing == "letterbox":
         side = max(h, w)
-        canvas = np.empty((side, side, 3), np.uint8)
-        canvas[:] = pad
         y, x = (side - h) // 2, (side - w) // 2
-        canvas[y:y + h, x:x + w] = image
+        canvas = cv2.copyMakeBorder(np.ascontiguousarray(image), y, side - h - y, x, side - w - x,
+                                    cv2.BORDER_CONSTANT, value=tuple(int(v) for v in pad))
     elif framing == "center-crop":
         side = min(h, w)
         y, x = (h - side) // 2, (w - side) // 2
@@ -171,7 +170,8 @@ def build(items: list[InputItem], poser: DatasetPoser, opts: BuildOptions) -> Su
             drawn = render_pose(posed.result, opts.style, frame.bgr if poser.over_frame else None)
             pad = opts.pad_color if poser.over_frame else pose_pad
             pose_rgb = square(drawn, opts.framing, pad, opts.size)
-            photo_rgb = square(frame.bgr[..., ::-1], opts.framing, opts.pad_color, opts.size, cv2.INTER_AREA)
+            # Framed in BGR (contiguous: fast), then turned to RGB at the output size.
+            photo_rgb = square(frame.bgr, opts.framing, opts.pad_color[::-1], opts.size, cv2.INTER_AREA)[..., ::-1]
             writer.write(frame.name, pose_rgb, photo_rgb, "train")
             kept.append((frame.name, frame.time_s, posed.keypoints))
         test, gap, shortened = held_out([t for _, t, _ in kept], opts.test_fraction, opts.test_gap_s)

@@ -35,7 +35,6 @@ Numpy and OpenCV (the picture); no torch.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,19 +81,25 @@ class Features:
         return int(self.angles.shape[0])
 
 
-def _joint(common: np.ndarray, name: str, min_score: float) -> np.ndarray | None:
+def _points(commons: np.ndarray, name: str, min_score: float) -> tuple[np.ndarray, np.ndarray]:
+    """(xy ``(N, 2)``, present ``(N,)``) of one joint of every pose; "head" is the ears' midpoint,
+    or the nose where an ear is missing."""
     if name == "head":
-        ears = common[[kp.C["right_ear"], kp.C["left_ear"]]]
-        if (ears[:, 2] >= min_score).all():
-            return ears[:, :2].mean(0)
-        name = "nose"
-    row = common[kp.C[name]]
-    return row[:2].astype(np.float64) if row[2] >= min_score else None
+        (r_xy, r_ok), (l_xy, l_ok) = _points(commons, "right_ear", min_score), _points(commons, "left_ear", min_score)
+        nose_xy, nose_ok = _points(commons, "nose", min_score)
+        both = r_ok & l_ok
+        return np.where(both[:, None], (r_xy + l_xy) / 2, nose_xy), both | nose_ok
+    row = commons[:, kp.C[name]]
+    return row[:, :2], row[:, 2] >= min_score
 
 
-def _direction(v: np.ndarray) -> float:
-    """Degrees, 0 = pointing down the picture, 90 = to the picture's right, +-180 = up."""
-    return math.degrees(math.atan2(float(v[0]), float(v[1])))
+def _direction(v: np.ndarray) -> np.ndarray:
+    """Degrees of vectors ``(N, 2)``: 0 = pointing down the picture, 90 = to the picture's right, +-180 = up."""
+    return np.degrees(np.arctan2(v[:, 0], v[:, 1]))
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
 
 
 def pose_features(commons: np.ndarray, min_score: float = kp.DEFAULT_MIN_SCORE) -> Features:
@@ -103,26 +108,27 @@ def pose_features(commons: np.ndarray, min_score: float = kp.DEFAULT_MIN_SCORE) 
     n = commons.shape[0]
     angles = np.zeros((n, len(FEATURES)), np.float64)
     present = np.zeros((n, len(FEATURES)), bool)
-    for i, common in enumerate(commons):
-        for f, (_, a, b) in enumerate(SEGMENTS):
-            pa, pb = _joint(common, a, min_score), _joint(common, b, min_score)
-            if pa is None or pb is None or np.allclose(pa, pb):
-                continue
-            angles[i, f] = _direction(pb - pa)
-            present[i, f] = True
-        neck, hip = _joint(common, "neck", min_score), _joint(common, "mid_hip", min_score)
-        widths = [(_joint(common, f"left_{j}", min_score), _joint(common, f"right_{j}", min_score))
-                  for j in ("shoulder", "hip")]
-        if neck is not None and hip is not None and all(lft is not None and rgt is not None for lft, rgt in widths):
-            up = neck - hip
-            length = float(np.hypot(*up))
-            if length > 1e-6:
-                up /= length
-                # Signed width: positive when the person's left is on the picture's right (facing us).
-                signed = sum(float(up[0] * (lft - rgt)[1] - up[1] * (lft - rgt)[0]) for lft, rgt in widths)  # type: ignore[operator]
-                ratio = float(np.clip(signed / length / FACING_FRONT_WIDTH, -1.0, 1.0))
-                angles[i, _FACING] = math.degrees(math.acos(ratio))
-                present[i, _FACING] = True
+    for f, (_, a, b) in enumerate(SEGMENTS):
+        (pa, oka), (pb, okb) = _points(commons, a, min_score), _points(commons, b, min_score)
+        v = pb - pa
+        ok = oka & okb & (np.hypot(v[:, 0], v[:, 1]) > 1e-6)
+        angles[:, f] = np.where(ok, _direction(v), 0.0)
+        present[:, f] = ok
+    (neck, ok_n), (hip, ok_h) = _points(commons, "neck", min_score), _points(commons, "mid_hip", min_score)
+    up = neck - hip
+    length = np.hypot(up[:, 0], up[:, 1])
+    ok = ok_n & ok_h & (length > 1e-6)
+    unit = up / np.maximum(length, 1e-6)[:, None]
+    signed = np.zeros(n)
+    for joint in ("shoulder", "hip"):
+        (left, ok_l), (right, ok_r) = (_points(commons, f"left_{joint}", min_score),
+                                       _points(commons, f"right_{joint}", min_score))
+        # Signed width: positive when the person's left is on the picture's right (facing us).
+        signed += _cross(unit, left - right)
+        ok &= ok_l & ok_r
+    ratio = np.clip(signed / np.maximum(length, 1e-6) / FACING_FRONT_WIDTH, -1.0, 1.0)
+    angles[:, _FACING] = np.where(ok, np.degrees(np.arccos(ratio)), 0.0)
+    present[:, _FACING] = ok
     return Features(angles, present)
 
 
