@@ -9,7 +9,8 @@ PSNR/SSIM on 128 held-out random poses (``bridge.puppet.eval``: seed 1000, never
 mean-image baseline. Across all held-out poses of all models: the rank correlation (Spearman)
 between a pose's distance to the nearest training pose (the coverage distance) and its PSNR.
 
-    .venv/bin/python bench/coverage_quality.py [--frames 400] [--epochs 4] [--threads 2] [--out DIR] [--json F]
+    .venv/bin/python bench/coverage_quality.py [--frames 400] [--epochs 4] [--sets 0,1,2,3] [--threads 2]
+        [--out DIR] [--json F]
 
 About 10 minutes on 2 cores (training dominates). Prints a markdown table and the machine load.
 ``--calibration`` only prints the coverage of reference pose sets (a few seconds): the figures
@@ -127,6 +128,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="keep datasets and models here")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--calibration", action="store_true", help="only the coverage of reference pose sets")
+    parser.add_argument("--sets", default="0,1,2,3", help="which training sets, by index (default all four)")
     args = parser.parse_args()
     if args.calibration:
         calibration()
@@ -142,7 +144,10 @@ def main() -> int:
     base_psnr = float(np.mean([pe.psnr(mean, t) for t in truths]))
     base_ssim = float(np.mean([pe.ssim(mean, t) for t in truths]))
     rows, all_d, all_p = [], [], []
+    chosen = {int(v) for v in args.sets.split(",")}
     for i, (label, poses) in enumerate(pose_sets(args.frames).items()):
+        if i not in chosen:
+            continue
         folder = work / f"set{i}"
         commons = write_set(folder, poses)
         report = cov.coverage(commons, probes)

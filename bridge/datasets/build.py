@@ -153,7 +153,8 @@ def build(items: list[InputItem], poser: DatasetPoser, opts: BuildOptions) -> Su
     records: list[dict[str, object]] = []
     train_commons: list[np.ndarray] = []  # the training poses, for pose coverage
     gap_total, shortened_any = 0, False
-    for item in items:
+    names: set[str] = set()  # written so far: two inputs' frames never overwrite each other
+    for number, item in enumerate(items):
         counts: Counter = Counter()
         poser.start(item.label, item.arg)
         kept: list[tuple[str, float, kp.KeypointFrame | None]] = []
@@ -172,8 +173,10 @@ def build(items: list[InputItem], poser: DatasetPoser, opts: BuildOptions) -> Su
             pose_rgb = square(drawn, opts.framing, pad, opts.size)
             # Framed in BGR (contiguous: fast), then turned to RGB at the output size.
             photo_rgb = square(frame.bgr, opts.framing, opts.pad_color[::-1], opts.size, cv2.INTER_AREA)[..., ::-1]
-            writer.write(frame.name, pose_rgb, photo_rgb, "train")
-            kept.append((frame.name, frame.time_s, posed.keypoints))
+            name = frame.name if frame.name not in names else f"{frame.name}_{number}"
+            names.add(name)
+            writer.write(name, pose_rgb, photo_rgb, "train")
+            kept.append((name, frame.time_s, posed.keypoints))
         test, gap, shortened = held_out([t for _, t, _ in kept], opts.test_fraction, opts.test_gap_s)
         shortened_any |= shortened
         test_set, gap_set = set(test), set(gap)
