@@ -72,6 +72,35 @@ def _set_rotation_90(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def _boxes(data: bytearray, start: int, end: int):  # noqa: ANN202 - test helper
+    at = start
+    while at + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[at:at + 8])
+        yield at, size, kind
+        at += size
+
+
+def _make_variable_rate(path: Path, slow_from: int) -> None:
+    """Rewrite the track's sample durations (``stts``): frames before ``slow_from`` last half as
+    long as written, the rest 1.5 times (same total, so the edit list still fits), as a phone's
+    variable-frame-rate video. The movie box follows the media data, so no offset moves."""
+    data = bytearray(path.read_bytes())
+    chain, start, end = [], 0, len(data)
+    for name in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+        at, size, _ = next(b for b in _boxes(data, start, end) if b[2] == name)
+        chain.append(at)
+        start, end = at + 8, at + size
+    at, size, _ = next(b for b in _boxes(data, start, end) if b[2] == b"stts")
+    count, delta = struct.unpack(">II", data[at + 16:at + 24])
+    entries = [(slow_from, delta // 2), (count - slow_from, delta * 3 // 2)]
+    body = struct.pack(">II", 0, len(entries)) + b"".join(struct.pack(">II", *e) for e in entries)
+    data[at:at + size] = struct.pack(">I4s", 8 + len(body), b"stts") + body
+    for parent in chain:
+        struct.pack_into(">I", data, parent, struct.unpack(">I", data[parent:parent + 4])[0] + 8 + len(body) - size)
+    assert next(b for b in _boxes(data, 0, len(data)) if b[2] == b"mdat")[0] < chain[0]
+    path.write_bytes(bytes(data))
+
+
 def _cli(*args: str, command: str = "build") -> subprocess.CompletedProcess[str]:
     extra = ["--no-progress"] if command == "build" else []
     return subprocess.run([sys.executable, "-m", "bridge", "dataset", command, *args, *extra],
@@ -171,6 +200,24 @@ def test_folder_of_videos_and_images_and_empty_inputs(tmp_path: Path, tracker_re
     cv2.imwrite(str(blank / "0001.png"), np.full((64, 64, 3), 255, np.uint8))
     nobody = _cli(str(blank), "--out", str(tmp_path / "y"))
     assert nobody.returncode == 1 and "no training pairs" in nobody.stderr and "1 no person" in nobody.stderr
+
+
+def test_variable_frame_rate_video_is_sampled_by_timestamps(tmp_path: Path) -> None:
+    video = tmp_path / "vfr.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for i in range(20):
+        writer.write(np.full((48, 64, 3), i * 10, np.uint8))
+    writer.release()
+    _make_variable_rate(video, 10)  # 20 frames a second, then 6.7
+    every = [f.time_s for f in frames_of(InputItem(video, "video", 0), Sampling())]
+    assert len(every) == 20 and every[1] == pytest.approx(0.05) and every[11] - every[10] == pytest.approx(0.15)
+    picked = frames_of(InputItem(video, "video", 0), Sampling(fps=5))
+    keys = [int(f.key) for f in picked]
+    # One frame per 0.2 s of the video's clock: every 4th while fast, nearly every one while slow
+    # (counting frames would have taken every 2nd throughout).
+    assert keys == [0, 4, 8, 11, 12, 14, 15, 16, 18, 19]
+    times = np.array([every[k] for k in keys])
+    assert np.diff(times).min() >= 0.15 - 1e-6 and np.diff(times).max() <= 0.3 + 1e-6
 
 
 def test_keypoints_of_another_frame_size_are_scaled_with_a_warning(tmp_path: Path) -> None:
