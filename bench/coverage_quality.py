@@ -178,11 +178,12 @@ def main() -> int:
         all_d.append(near)
         all_p.append(psnrs)
         all_b.append(body)
+        covered = near <= cov.THRESHOLD_DEG
         rows.append({"set": label, "frames": len(poses), "coverage": report.covered,
                      "held_out_covered": float(np.mean(near <= cov.THRESHOLD_DEG)),
                      "psnr": float(psnrs.mean()), "ssim": float(ssims.mean()), "body_psnr": float(body.mean()),
-                     "body_psnr_covered": float(body[near <= cov.THRESHOLD_DEG].mean()) if (near <= cov.THRESHOLD_DEG).any() else None,
-                     "body_psnr_uncovered": float(body[near > cov.THRESHOLD_DEG].mean()) if (near > cov.THRESHOLD_DEG).any() else None,
+                     "body_psnr_covered": float(body[covered].mean()) if covered.any() else None,
+                     "body_psnr_uncovered": float(body[~covered].mean()) if (~covered).any() else None,
                      "train_s": seconds, "within_set_spearman": spearman(near, body), "film_next": report.advice[:3]})
         print(f"{label}: coverage {report.covered:.0%}, PSNR {psnrs.mean():.2f} dB, body {body.mean():.2f} dB, "
               f"SSIM {ssims.mean():.3f} ({seconds:.0f} s training)", file=sys.stderr, flush=True)

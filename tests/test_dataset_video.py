@@ -36,8 +36,9 @@ ADA = pp.CHARACTERS["ada"]
 def _puppet_clip(path: Path, n: int, fps: float = 10, seed: int = 1, rotate: bool = False,
                  shown: list[np.ndarray] | None = None) -> np.ndarray:
     """Write a dance of ``n`` frames; returns the truth, common keypoints ``(n, COMMON, 3)`` in the
-    pixels of the frames as shown (appended to ``shown``, BGR, if given). ``rotate``: frames stored turned 90 degrees counter-clockwise with
-    a display matrix turning them back (a phone's portrait video)."""
+    pixels of the frames as shown (appended to ``shown``, BGR, if given). ``rotate``: frames stored
+    turned 90 degrees counter-clockwise with a display matrix turning them back (a phone's
+    portrait video)."""
     poses = pp.dance(np.random.default_rng(seed), SIZE, ADA, n)
     side = SIZE * UP
     stored = (side, side * 3 // 4) if rotate else (side * 3 // 4, side)  # (w, h): shown portrait 384x512
