@@ -59,12 +59,18 @@ def test_video_with_keypoints_builds_aligned_pairs_and_says_what_it_dropped(tmp_
     done = _cli(str(video), "--out", str(out), "--keypoints", str(tmp_path / "k.jsonl"), "--size", "64",
                 "--every", "1", "--test-fraction", "0.5")
     assert done.returncode == 0, done.stderr
-    assert "kept 9 train + 0 test" in done.stdout
+    # 9 kept: the last half in time (frames 8-11) is held out; of the 0.5 s gap before it only frame 6
+    # goes (a longer gap would leave fewer training than test frames).
+    assert "kept 4 train + 4 test" in done.stdout
     assert "1 no keypoints" in done.stdout and "1 no person" in done.stdout and "1 too many people" in done.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["dropped"] == {"no_keypoints": 1, "no_person": 1, "too_many_people": 1}
+    assert summary["dropped"] == {"no_keypoints": 1, "no_person": 1, "too_many_people": 1, "test_gap": 1}
     names = sorted(p.name for p in (out / "trainA").iterdir())
-    assert len(names) == 9 and names[0] == "me_000000.png" and "me_000003.png" not in names
+    assert names == ["me_000000.png", "me_000001.png", "me_000002.png", "me_000004.png"]
+    assert sorted(p.name for p in (out / "testB").iterdir()) == [f"me_{i:06d}.png" for i in (8, 9, 10, 11)]
+    assert any("gap shortened" in w for w in summary["warnings"])
+    assert summary["settings"] == {"framing": "letterbox", "pad_color": [255, 255, 255], "pose_source": "keypoints",
+                                   "pose_style": "dp_segm", "keypoint_layout": "coco17", "size": 64}
     for split in ("train", "trainB", "testA", "testB", "test"):
         assert (out / split).is_dir()
     # Aligned: the pose image's body lies where the photo's person is (letterbox, white pad).
@@ -77,7 +83,8 @@ def test_video_with_keypoints_builds_aligned_pairs_and_says_what_it_dropped(tmp_
     again = _cli(str(video), "--out", str(tmp_path / "ds2"), "--keypoints", str(tmp_path / "k.jsonl"), "--size",
                  "64", "--max-people", "2", "--max-frames", "8", "--framing", "center-crop")
     assert again.returncode == 0, again.stderr
-    assert "kept 6 train + 0 test" in again.stdout
+    # Frames 0-7, 6 kept: frame 7 held out, frames 4 and 6 (within 0.5 s before it) the gap.
+    assert "kept 3 train + 1 test" in again.stdout and "2 test gap" in again.stdout
 
 
 def test_image_folder_with_openpose_json_and_errors(tmp_path: Path) -> None:
@@ -97,8 +104,12 @@ def test_image_folder_with_openpose_json_and_errors(tmp_path: Path) -> None:
     assert "kept 4 train + 0 test" in done.stdout
     ab = read_rgb(tmp_path / "ds" / "train" / "shots_shot_0001.png")
     assert ab.shape == (48, 96, 3)
-    bad = _cli(str(images), "--out", str(tmp_path / "x"))
-    assert bad.returncode == 1 and "--keypoints" in bad.stderr
+    bad = _cli(str(images), "--out", str(tmp_path / "x"), "--pose", "keypoints")
+    assert bad.returncode == 1 and "--keypoints FILE, one per input" in bad.stderr
+    both = _cli(str(images), "--out", str(tmp_path / "x"), "--pose", "tracker", "--keypoints", str(poses))
+    assert both.returncode == 1 and "--keypoints is for --pose keypoints" in both.stderr
+    two = _cli(str(images), str(images), "--out", str(tmp_path / "x"), "--keypoints", str(poses))
+    assert two.returncode == 1 and "exactly one per input" in two.stderr
     missing = _cli(str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "x"), "--keypoints", str(poses))
     assert missing.returncode == 1 and "no such input" in missing.stderr
 

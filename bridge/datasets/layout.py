@@ -41,6 +41,23 @@ class DatasetWriter:
                     params)
         self.counts[split] += 1
 
+    def _files(self, name: str, split: str) -> list[Path]:
+        return [self.root / sub / f"{name}.png" for sub in (f"{split}A", f"{split}B", split)]
+
+    def move(self, name: str, src: str, dst: str) -> None:
+        """Move a written pair from split ``src`` to ``dst`` (renames; the held-out split is chosen
+        once an input's frames are all known)."""
+        for a, b in zip(self._files(name, src), self._files(name, dst)):
+            a.replace(b)
+        self.counts[src] -= 1
+        self.counts[dst] += 1
+
+    def remove(self, name: str, split: str) -> None:
+        """Delete a written pair (a frame too near the held-out slice)."""
+        for f in self._files(name, split):
+            f.unlink(missing_ok=True)
+        self.counts[split] -= 1
+
 
 def read_rgb(path: Path) -> np.ndarray:
     """A PNG/JPEG as RGB uint8 (raises ValueError if it is not an image)."""
