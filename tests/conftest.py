@@ -5,12 +5,14 @@ Every test talks to real sockets on 127.0.0.1 and real files; nothing is mocked.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +25,12 @@ from bridge.client import BridgeClient
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# The user's own data folder (models registered by `pose2person train`, the user models dir) is
+# never touched by tests: every test, and every daemon or command it starts, sees a fresh one.
+_USER_DATA = tempfile.mkdtemp(prefix="p2p-test-xdg-data-")
+os.environ["XDG_DATA_HOME"] = _USER_DATA
+atexit.register(shutil.rmtree, _USER_DATA, True)
 
 
 def require_tool(name: str) -> str:
