@@ -99,7 +99,7 @@ def people_rows(opts: argparse.Namespace, counts: list[int], models) -> list[tup
         with tempfile.TemporaryDirectory(prefix="p2p-people-bench-") as tmp:
             work = Path(tmp)
             (work / "shm").mkdir()
-            r = run_row(opts, work, "camera", 1, 0, frames, [], extra=("--max-people", str(n)))
+            r = run_row(opts, work, "camera", 0, 0, frames, [], extra=("--max-people", str(n)))  # as make run: depth auto
         r["tracked"] = float(np.mean(tracked[30:]))
         print(f"{n} people: {r['fps']:.1f} fps, p95 {r['p95']:.1f} ms, pose p50 {r['pose']:.1f} ms", file=sys.stderr)
         rows.append((n, r))
