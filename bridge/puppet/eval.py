@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..train.quality import psnr, ssim
+from ..train.quality import Scores, psnr, ssim
 from .synth import SynthOptions, random_sample
 
 __all__ = ["Quality", "evaluate", "held_out", "psnr", "ssim"]
@@ -26,13 +26,8 @@ RENDER_SIZE = 256
 
 
 @dataclass(frozen=True)
-class Quality:
-    count: int
-    psnr: float
-    ssim: float
-    mean_image_psnr: float
-    mean_image_ssim: float
-    white_psnr: float
+class Quality(Scores):
+    """:class:`bridge.train.quality.Scores` on the puppet's held-out poses, with a report line."""
 
     def line(self) -> str:
         return (f"PSNR {self.psnr:.2f} dB, SSIM {self.ssim:.3f} on {self.count} held-out poses "
