@@ -62,6 +62,20 @@ def _link_refusal(where: Path, frame_id: int) -> ClientError:
                        "an allowed root are not followed", frame_id)
 
 
+def _refusal(exc: OSError, path: Path, code: str, doing: str, frame_id: int) -> ClientError:
+    """The answer for an ``os.open``/``os.mkdir`` of ``path`` that failed: a link refusal where it
+    met a link (``ELOOP`` under ``O_NOFOLLOW``), else ``code`` saying what could not be done."""
+    if exc.errno == errno.ELOOP:
+        return _link_refusal(path, frame_id)
+    return ClientError(code, f"cannot {doing} {path}: {exc.strerror}", frame_id)
+
+
+def _in_folder(path: Path, dir_fd: int | None) -> str | Path:
+    """How to name ``path`` beside ``dir_fd``: its bare name relative to the descriptor, or the
+    whole path where the platform cannot walk by descriptor (``dir_fd`` None)."""
+    return path.name if dir_fd is not None else path
+
+
 @contextmanager
 def parent_folder(path: Path, roots: tuple[Path, ...], frame_id: int, missing_code: str) -> Iterator[int | None]:
     """Yield a descriptor of ``path``'s parent folder, reached from its root without following links
@@ -113,14 +127,12 @@ def read_bytes(path: Path, roots: tuple[Path, ...], *, max_bytes: int, frame_id:
         try:
             if dir_fd is None and path.is_symlink():
                 raise _link_refusal(path, frame_id)
-            fd = os.open(path.name if dir_fd is not None else path,
-                         os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC | _BINARY, dir_fd=dir_fd)
+            fd = os.open(_in_folder(path, dir_fd), os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC | _BINARY,
+                         dir_fd=dir_fd)
         except FileNotFoundError:
             raise ClientError("file_not_found", f"no such file: {path}", frame_id) from None
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise _link_refusal(path, frame_id) from None
-            raise ClientError("file_not_found", f"cannot open {path}: {exc.strerror}", frame_id) from None
+            raise _refusal(exc, path, "file_not_found", "open", frame_id) from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):  # opened without blocking: a FIFO nobody writes cannot stall us
@@ -209,14 +221,12 @@ def make_folder(path: Path, roots: tuple[Path, ...], frame_id: int, mode: int = 
     cannot be made) or ``path_not_allowed``. Needs :data:`WALKS_BY_DESCRIPTOR`."""
     with parent_folder(path, roots, frame_id, "write_failed") as dir_fd:
         try:
-            os.mkdir(path.name if dir_fd is not None else path, mode, dir_fd=dir_fd)
-            return os.open(path.name if dir_fd is not None else path, _DIR_FLAGS, dir_fd=dir_fd)
+            os.mkdir(_in_folder(path, dir_fd), mode, dir_fd=dir_fd)
+            return os.open(_in_folder(path, dir_fd), _DIR_FLAGS, dir_fd=dir_fd)
         except FileExistsError:
             raise ClientError("write_failed", f"{path} exists already", frame_id) from None
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise _link_refusal(path, frame_id) from None
-            raise ClientError("write_failed", f"cannot create {path}: {exc.strerror}", frame_id) from None
+            raise _refusal(exc, path, "write_failed", "create", frame_id) from None
 
 
 def create_in(dir_fd: int, name: str, mode: int = 0o666) -> int:
