@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -152,3 +153,15 @@ def wait_until(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def drain(sock: socket.socket, quiet_s: float = 0.3) -> list[bytes]:
+    """Every datagram that arrives until ``quiet_s`` passes without one."""
+    sock.settimeout(quiet_s)
+    got = []
+    try:
+        while True:
+            got.append(sock.recv(65536))
+    except OSError:
+        pass
+    return got

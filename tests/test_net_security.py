@@ -29,7 +29,7 @@ from bridge.client import BridgeClient, RemoteError
 from bridge.daemon.access import machine_names
 from bridge.osc import decode_packet, encode_bundle, encode_message
 from bridge.transports.ws import WsPeer
-from conftest import RunningBridge, start_bridge, wait_until
+from conftest import RunningBridge, drain, start_bridge, wait_until
 
 P = "/pose2person"
 
@@ -67,22 +67,20 @@ def errors_of(packets: list[bytes]) -> list[tuple[str, str]]:
     return out
 
 
-def drain(sock: socket.socket, quiet_s: float = 0.3) -> list[bytes]:
-    """Every datagram that arrives until ``quiet_s`` passes without one."""
-    sock.settimeout(quiet_s)
-    got = []
-    try:
-        while True:
-            got.append(sock.recv(65536))
-    except OSError:
-        pass
-    return got
-
-
 def pong(client: BridgeClient, token: int) -> None:
     """Ping and wait for the pong, passing over the error replies expected on the way."""
     client.send(f"{P}/ping", token)
     client.wait_for(lambda m: m.address == f"{P}/pong" and m.args == (token,), 10, error_for=lambda e: False)
+
+
+TOKEN = "correct horse battery"
+
+
+def start_with_token(tmp_path: Path) -> RunningBridge:
+    """A daemon whose control token (``--token-file``) is :data:`TOKEN`."""
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    return start_bridge(tmp_path, "--token-file", str(token))
 
 
 def udp(source: str = "127.0.0.1") -> socket.socket:
@@ -208,12 +206,10 @@ def test_no_monitor_keeps_no_pictures(tmp_path: Path) -> None:
 # -- 2b. authorisation per connection, not per host --------------------------------------------------
 
 def test_authorisation_belongs_to_one_address_and_port(tmp_path: Path) -> None:
-    token = tmp_path / "token"
-    token.write_text("correct horse battery\n")
-    daemon = start_bridge(tmp_path, "--token-file", str(token))
+    daemon = start_with_token(tmp_path)
     try:
         with daemon.client() as tool, daemon.client() as page:  # one host, two sockets
-            tool.send(f"{P}/auth", "correct horse battery")
+            tool.send(f"{P}/auth", TOKEN)
             assert tool.wait_for(lambda m: m.address == f"{P}/auth/ok", 5).args == (1,)
             with pytest.raises(RemoteError) as err:
                 page.set_model("invert", timeout=5)  # the other socket of that host inherits nothing
@@ -461,9 +457,7 @@ def test_test_stages_are_not_on_the_wire_without_the_flag(tmp_path: Path) -> Non
 # -- 7. logs: one record, one line; rate limited per key ----------------------------------------------
 
 def test_logs_cannot_be_forged_or_flooded(tmp_path: Path) -> None:
-    token = tmp_path / "token"
-    token.write_text("correct horse battery\n")
-    daemon = start_bridge(tmp_path, "--token-file", str(token))
+    daemon = start_with_token(tmp_path)
     try:
         with daemon.client() as client:
             client.send(f"{P}/frame/path", "/nowhere\n05:00:00 WARNING bridge: forged line", 1)
@@ -487,15 +481,13 @@ def test_logs_cannot_be_forged_or_flooded(tmp_path: Path) -> None:
 
 
 def test_wrong_tokens_are_refused_unchecked_after_ten_a_minute(tmp_path: Path) -> None:
-    token = tmp_path / "token"
-    token.write_text("correct horse battery\n")
-    daemon = start_bridge(tmp_path, "--token-file", str(token))
+    daemon = start_with_token(tmp_path)
     try:
         with daemon.client() as client:
             for _ in range(10):
                 client.send(f"{P}/auth", "guess guess guess")
             pong(client, 1)
-            client.send(f"{P}/auth", "correct horse battery")  # even the right one, this minute
+            client.send(f"{P}/auth", TOKEN)  # even the right one, this minute
             with pytest.raises(RemoteError) as err:
                 client.wait_for(lambda m: m.address == f"{P}/auth/ok", 5,
                                 error_for=lambda e: "not checked" in e.message)

@@ -104,6 +104,16 @@ def _settings(root: Path, **settings: object) -> None:
     (root / "summary.json").write_text(json.dumps(summary))
 
 
+def _copy_with_settings(tiny_set: Path, data: Path) -> Path:
+    """``tiny_set``'s train/ and test/ copied to ``data``, with :func:`_settings`' summary.json."""
+    for split in ("train", "test"):
+        (data / split).mkdir(parents=True)
+        for p in (tiny_set / split).iterdir():
+            (data / split / p.name).write_bytes(p.read_bytes())
+    _settings(data)
+    return data
+
+
 def test_dataset_settings_fill_what_was_not_given_and_contradictions_warn(tmp_path: Path) -> None:
     _settings(tmp_path)
     data = read_settings(tmp_path)
@@ -120,12 +130,7 @@ def test_dataset_settings_fill_what_was_not_given_and_contradictions_warn(tmp_pa
 
 
 def test_the_card_knows_its_data(tiny_set: Path, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    for split in ("train", "test"):
-        (data / split).mkdir(parents=True)
-        for p in (tiny_set / split).iterdir():
-            (data / split / p.name).write_bytes(p.read_bytes())
-    _settings(data)
+    data = _copy_with_settings(tiny_set, tmp_path / "data")
     o = TrainOptions(dataroot=data, name="known", checkpoints_dir=tmp_path / "ck", n_epochs=1, n_epochs_decay=0,
                      given=frozenset(TINY) | {"n_epochs", "n_epochs_decay"}, model_dir=tmp_path / "models" / "known",
                      **TINY)  # type: ignore[arg-type]
@@ -281,12 +286,7 @@ def test_registration_never_replaces_another_model(tiny_set: Path, tmp_path: Pat
 # -- models import of a run's epochs -----------------------------------------------------------------
 def test_import_of_a_runs_epoch_keeps_the_runs_card(tiny_set: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "data"
-    for split in ("train", "test"):
-        (data / split).mkdir(parents=True)
-        for p in (tiny_set / split).iterdir():
-            (data / split / p.name).write_bytes(p.read_bytes())
-    _settings(data)
+    data = _copy_with_settings(tiny_set, tmp_path / "data")
     o = TrainOptions(dataroot=data, name="run", checkpoints_dir=tmp_path / "ck", n_epochs=2, n_epochs_decay=0,
                      save_epoch_freq=1, given=frozenset(TINY) | {"n_epochs", "n_epochs_decay", "save_epoch_freq"},
                      **TINY)  # type: ignore[arg-type]
