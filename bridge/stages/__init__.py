@@ -196,21 +196,17 @@ def _card_state(card: ModelCard, catalog: Catalog, cards: dict[str, ModelCard]) 
     return "ready"
 
 
-def _leave_a_core_to_the_tracker(card: ModelCard, cfg: PipelineConfig) -> None:
-    """``--threads`` auto with a generator on the CPU whose camera frames go through the body
-    tracker, pipelined (``--pipeline-depth`` auto or 2+): torch gets one core fewer than the
-    machine has, so the tracker posing the next frame does not fight the generator for every
-    core (2 cores: 29 -> 30 frames/s and p95 90 -> 74 ms, docs/BENCHMARKS.md "Camera to person").
-    Process-wide, like ``--threads``; logged."""
+def _leave_a_core_to_the_tracker(stage: object) -> None:
+    """For ``--threads`` auto and ``--pipeline-depth`` auto or 2+: a generator on the CPU whose
+    camera frames go through the body tracker (a loaded poser: the case the local engine pipelines,
+    ``LocalEngine.depth_for``) gets one core fewer than the machine has, so the tracker posing the
+    next frame does not fight the generator for every core (2 cores: 29 -> 30 frames/s and p95
+    90 -> 74 ms, docs/BENCHMARKS.md "Camera to person"). Process-wide, like ``--threads``; logged."""
     import os
 
-    pose = cfg.pose or card.input.pose_source
     cores = os.cpu_count() or 1
-    if pose not in ("keypoints", "tracker-densepose") or cfg.pipeline_depth == 1 or cores < 2:
-        return
-    from ..generator.engine import pick_device
-
-    if pick_device(cfg.device).type != "cpu":
+    device = getattr(getattr(getattr(stage, "engine", None), "device", None), "type", "cpu")
+    if getattr(getattr(stage, "pose", None), "poser", None) is None or device != "cpu" or cores < 2:
         return
     import torch
 
@@ -226,8 +222,6 @@ def _load_card_stage(card: ModelCard, catalog: Catalog) -> Stage:
         import torch
 
         torch.set_num_threads(cfg.threads)  # process-wide: every model in this daemon shares the cores
-    elif card.kind != "densepose":
-        _leave_a_core_to_the_tracker(card, cfg)
     if card.kind == "densepose":
         from .densepose_stage import make_densepose_stage
 
@@ -239,7 +233,10 @@ def _load_card_stage(card: ModelCard, catalog: Catalog) -> Stage:
     pose = cfg.pose or card.input.pose_source
     dp_card = catalog.card(cfg.densepose_model) if pose == "densepose" else None
     tracker_card = _tracker_card(catalog) if pose in ("keypoints", "tracker-densepose") else None
-    return make_generator_stage(card, options, dp_card, tracker_card)
+    stage = make_generator_stage(card, options, dp_card, tracker_card)
+    if not cfg.threads and cfg.pipeline_depth != 1:
+        _leave_a_core_to_the_tracker(stage)
+    return stage
 
 
 def _tracker_card(catalog: Catalog) -> ModelCard | None:
